@@ -1,0 +1,30 @@
+"""harness: a plugin-based benchmark harness for semantic segmentation.
+
+Notebook use:
+
+    import harness
+    result = harness.run({"arch": {"name": "unet"}, "train": {"epochs": 3}})
+    harness.leaderboard()
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+hookimpl = pluggy.HookimplMarker("harness")
+
+_API = ("run", "load_run", "leaderboard", "predict", "evaluate", "RunConfig", "RunResult")
+
+
+def __getattr__(name: str) -> Any:
+    # The API pulls in torch; plugins importing `hookimpl` should not pay for it twice at import time.
+    if name in _API:
+        from harness import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")
+
+
+__all__ = ["hookimpl", *_API]

@@ -1,0 +1,192 @@
+"""The Python API: what the CLI calls and what a notebook calls.
+
+import harness
+result = harness.run({"arch": {"name": "unet"}, "train": {"epochs": 5}})
+print(result.run_id, result.miou)
+harness.leaderboard()                       # a pandas DataFrame
+masks = harness.predict(result.run_id, "synthetic")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from harness.config import Resolved, RunConfig, build_config, dataset_for, resolve
+from harness.data import SegmentationData, load_npz
+from harness.errors import DataError, HarnessError
+from harness.infer import Normalisation, load_checkpoint, predict_masks, score
+from harness.plugins import Registry, load_plugins
+from harness.train import RunResult, execute, pick_amp_dtype, pick_device
+from leaderboard.store import RunStore, resolve_store_path
+from leaderboard.table import leaderboard_frame, leaderboard_rows
+
+__all__ = ["run", "load_run", "leaderboard", "predict", "evaluate", "RunConfig", "RunResult", "LoadedRun"]
+
+
+def _registry(plugins: Registry | None) -> Registry:
+    return plugins if plugins is not None else load_plugins()
+
+
+def run(
+    config: RunConfig | dict[str, Any] | None = None,
+    *,
+    store: str | Path | None = None,
+    progress: bool = False,
+    plugins: Registry | None = None,
+) -> RunResult:
+    """Train and record one run. `config` is a RunConfig or a dict of the same shape (TOML layout)."""
+    registry = _registry(plugins)
+    if isinstance(config, RunConfig):
+        cfg, cli = config, {}
+    else:
+        cfg, cli = build_config(config or {})
+    resolved = resolve(cfg, registry, cli)
+    return execute(resolved, resolve_store_path(store), registry, progress=progress)
+
+
+@dataclass
+class LoadedRun:
+    """A recorded run with its best checkpoint loaded into a ready model (eval mode, on the CPU)."""
+
+    record: dict[str, Any]
+    resolved: Resolved
+    model: nn.Module
+    norm: Normalisation
+
+    @property
+    def run_id(self) -> str:
+        return self.record["run_id"]
+
+
+def load_run(run_id: str, *, store: str | Path | None = None, plugins: Registry | None = None) -> LoadedRun:
+    """The run's record and its best checkpoint (a unique prefix of the id is enough)."""
+    registry = _registry(plugins)
+    with RunStore(resolve_store_path(store), create=False) as run_store:
+        record = run_store.get_run(run_id)
+    if not record.get("checkpoint"):
+        raise HarnessError(f"run {record['run_id']} ({record['status']}) has no checkpoint to load")
+    resolved = resolve(RunConfig.model_validate(record["config"]), registry)
+    checkpoint = load_checkpoint(Path(record["checkpoint"]))
+    model = resolved.arch.build(
+        resolved.arch_params, in_channels=1, num_classes=resolved.config.data.num_classes
+    )
+    model.load_state_dict(checkpoint["state_dict"])
+    model.eval()
+    mean, std = checkpoint["normalisation"]
+    return LoadedRun(record=record, resolved=resolved, model=model, norm=Normalisation(mean, std))
+
+
+def leaderboard(
+    metric: str = "an2dl",
+    *,
+    store: str | Path | None = None,
+    status: str | None = "finished",
+    arch: str | None = None,
+    loss: str | None = None,
+    balancer: str | None = None,
+) -> pd.DataFrame:
+    """The ranked runs as a DataFrame (one row per run, per-class IoU as iou_<class> columns)."""
+    return leaderboard_frame(leaderboard_rows(_runs(store, status, arch, loss, balancer), metric))
+
+
+def _runs(store, status, arch, loss, balancer) -> list[dict[str, Any]]:
+    path = resolve_store_path(store)
+    if not path.exists():
+        return []
+    with RunStore(path, create=False) as run_store:
+        return run_store.list_runs(arch=arch, loss=loss, balancer=balancer, status=status)
+
+
+def load_source(source: str | SegmentationData, num_classes: int, plugins: Registry | None = None):
+    """A dataset from a SegmentationData, a registered dataset name or an AN2DL .npz path."""
+    if isinstance(source, SegmentationData):
+        return source
+    spec = dataset_for(source, _registry(plugins))
+    if spec is not None:
+        return spec.build(spec.parse_params())
+    return load_npz(source, num_classes=num_classes)
+
+
+def _device_and_amp(loaded: LoadedRun, device: str) -> tuple[torch.device, torch.dtype | None]:
+    target = pick_device(device)
+    loaded.model.to(target)
+    return target, pick_amp_dtype(target, loaded.resolved.config.train.amp)
+
+
+def predict(
+    run_id: str,
+    data: str | SegmentationData,
+    *,
+    out: str | Path | None = None,
+    store: str | Path | None = None,
+    device: str = "auto",
+    plugins: Registry | None = None,
+) -> np.ndarray:
+    """Masks (M,H,W) uint8 for the data's `test_set`; with `out`, also the challenge's submission CSV."""
+    loaded = load_run(run_id, store=store, plugins=plugins)
+    cfg = loaded.resolved.config
+    dataset = load_source(data, cfg.data.num_classes, plugins)
+    if dataset.test_images is None or len(dataset.test_images) == 0:
+        raise DataError(f"{dataset.source}: has no test_set to predict")
+    target, amp = _device_and_amp(loaded, device)
+    masks = predict_masks(
+        loaded.model,
+        dataset.test_images,
+        norm=loaded.norm,
+        multiple=loaded.resolved.arch.input_multiple,
+        ignore_index=cfg.data.ignore_index,
+        device=target,
+        batch_size=cfg.train.eval_batch_size,
+        amp_dtype=amp,
+    ).numpy()
+    if out is not None:
+        write_submission(masks, Path(out))
+    return masks
+
+
+def write_submission(masks: np.ndarray, out: Path) -> None:
+    """The challenge's CSV: header `id,0,...,H*W-1`, one row per image in order, masks row-major."""
+    if not out.parent.exists():
+        raise HarnessError(f"{out}: directory {out.parent} does not exist")
+    flat = masks.reshape(len(masks), -1).astype(np.int64)
+    table = np.concatenate([np.arange(len(masks))[:, None], flat], axis=1)
+    header = ",".join(["id", *map(str, range(flat.shape[1]))])
+    tmp = out.with_name(out.name + ".tmp")
+    np.savetxt(tmp, table, fmt="%d", delimiter=",", header=header, comments="")
+    tmp.replace(out)
+
+
+def evaluate(
+    run_id: str,
+    data: str | SegmentationData,
+    *,
+    store: str | Path | None = None,
+    device: str = "auto",
+    plugins: Registry | None = None,
+) -> dict[str, Any]:
+    """The run's metrics on every labelled image (`training_set`) of `data`."""
+    loaded = load_run(run_id, store=store, plugins=plugins)
+    cfg = loaded.resolved.config
+    dataset = load_source(data, cfg.data.num_classes, plugins)
+    target, amp = _device_and_amp(loaded, device)
+    metrics, _ = score(
+        loaded.model,
+        dataset.images,
+        dataset.masks,
+        norm=loaded.norm,
+        multiple=loaded.resolved.arch.input_multiple,
+        num_classes=cfg.data.num_classes,
+        ignore_index=cfg.data.ignore_index,
+        device=target,
+        batch_size=cfg.train.eval_batch_size,
+        amp_dtype=amp,
+    )
+    result = metrics.to_dict(list(dataset.class_names))
+    return {"run_id": loaded.run_id, "data": dataset.source, "images": len(dataset), **result}

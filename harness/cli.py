@@ -1,0 +1,160 @@
+"""The `harness` command: a thin argparse layer over harness.api and the plugin registry.
+
+Bad input (flags, files, configs, plugin parameters) prints one line on stderr and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from harness.errors import HarnessError
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise HarnessError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store", metavar="PATH", help="run store (SQLite); default $HARNESS_STORE or runs/harness.sqlite"
+    )
+    parser.add_argument(
+        "-p",
+        dest="plugin_options",
+        action="append",
+        default=[],
+        metavar="no:NAME",
+        help="disable a plugin by name (repeatable), e.g. -p no:my_blocks",
+    )
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser(
+        "run", help="train and record one run", description="Train one configuration and record it."
+    )
+    _common(p)
+    p.add_argument("--arch", help="architecture name (see `harness list --kind architecture`); default unet")
+    p.add_argument("--loss", help="loss name; default ce")
+    p.add_argument("--balancer", help="balancer name; default none")
+    for section in ("arch", "loss", "balancer", "data"):
+        p.add_argument(
+            f"--{section}-param",
+            action="append",
+            default=[],
+            metavar="K=V",
+            help=f"{section} plugin parameter (repeatable); validated by the plugin's params model",
+        )
+    p.add_argument("--data", help="dataset name or AN2DL .npz path; default synthetic")
+    p.add_argument("--config", metavar="FILE.toml", help="a RunConfig as TOML (flags and --set override it)")
+    p.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override any config value, e.g. --set train.lr=3e-4 --set augment.preset=standard",
+    )
+    p.add_argument("--epochs", type=int, help="maximum epochs (train.epochs)")
+    p.add_argument(
+        "--max-minutes", type=float, help="time budget; stops cleanly, still evaluates and records"
+    )
+    p.add_argument("--seed", type=int, help="run seed")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")
+    p.add_argument("--limit", type=int, help="use only the first N training images")
+    p.add_argument("--batch-size", type=int, help="training batch size (train.batch_size)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="how to print the result")
+
+
+def _add_list(sub) -> None:
+    p = sub.add_parser(
+        "list", help="list installed plugins", description="List every loaded plugin and its parameters."
+    )
+    _common(p)
+    p.add_argument("--kind", choices=("architecture", "block", "loss", "balancer", "dataset"))
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def _add_leaderboard(sub) -> None:
+    p = sub.add_parser(
+        "leaderboard", help="rank recorded runs", description="Rank recorded runs by validation mIoU."
+    )
+    _common(p)
+    p.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
+    p.add_argument("--metric", choices=("an2dl", "fg"), default="an2dl", help="an2dl (challenge) or fg mIoU")
+    p.add_argument(
+        "--status", default="finished", help="finished (default), failed, interrupted, running or all"
+    )
+    p.add_argument("--arch")
+    p.add_argument("--loss")
+    p.add_argument("--balancer")
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="write a submission CSV",
+        description="Predict a dataset's test_set with a run's best checkpoint.",
+    )
+    _common(p)
+    p.add_argument("run_id", help="run id (a unique prefix is enough)")
+    p.add_argument("--data", required=True, help="AN2DL .npz (its test_set) or dataset name")
+    p.add_argument("--out", required=True, help="CSV path: header id,0..H*W-1, one row per test image")
+    p.add_argument("--device", default="auto")
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score a run on labelled data",
+        description="Score a run on the training_set of a labelled npz.",
+    )
+    _common(p)
+    p.add_argument("run_id", help="run id (a unique prefix is enough)")
+    p.add_argument("--data", required=True, help="labelled AN2DL .npz or dataset name")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--device", default="auto")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="harness", description="Plugin-based benchmark harness for semantic segmentation.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
+    for add in (_add_run, _add_list, _add_leaderboard, _add_predict, _add_evaluate):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `harness` console script; returns the exit code."""
+    from rich.console import Console
+
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        args = build_parser().parse_args(argv)
+        from harness import commands
+
+        handler = {"list": commands.list_}.get(args.command) or getattr(commands, args.command)
+        return handler(args)
+    except HarnessError as exc:
+        err.print(f"harness: error: {exc}", markup=False)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        err.print("harness: interrupted (a run in progress is recorded as 'interrupted')", markup=False)
+        return EXIT_INTERRUPTED
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, allow_nan=False) + "\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

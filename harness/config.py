@@ -1,0 +1,240 @@
+"""RunConfig: one flat, typed description of a run, from a TOML file, flags and `--set` overrides.
+
+Plugin parameters stay raw here (a dict per plugin) and are validated by the plugin's own params
+model in `resolve`, which returns the config with every parameter filled in: that resolved config is
+what the run store keeps and what the config hash is computed from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.errors import ConfigError, DataError
+from harness.parsing import coerce_string, describe_validation_error, did_you_mean, split_assignment
+
+DEFAULT_CHOICES = {"arch": "unet", "loss": "ce", "balancer": "none"}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PluginChoice(Strict):
+    name: str = Field(description="Registered plugin name (see `harness list`).")
+    params: dict[str, Any] = Field(default_factory=dict, description="The plugin's own parameters.")
+
+
+class DataConfig(Strict):
+    source: str = Field("synthetic", description="A dataset name (see `harness list`) or an AN2DL .npz path.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Parameters of a named dataset.")
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="Share of images held out for validation.")
+    limit: int | None = Field(None, ge=2, description="Use only the first N training images.")
+    ignore_index: int | None = Field(
+        0, ge=0, description="Class ignored by loss and metric, never predicted."
+    )
+    num_classes: int = Field(5, ge=2, le=255, description="Number of classes including background.")
+
+
+class AugmentConfig(Strict):
+    preset: Literal["none", "flips", "standard"] = Field("flips", description="Albumentations preset.")
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(40, ge=1, description="Maximum number of epochs.")
+    max_minutes: float | None = Field(None, gt=0, description="Time budget; stops cleanly and still records.")
+    batch_size: int = Field(32, ge=1, description="Training batch size.")
+    eval_batch_size: int = Field(256, ge=1, description="Batch size for validation and prediction.")
+    lr: float = Field(2e-3, gt=0, description="Peak AdamW learning rate.")
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay.")
+    warmup_epochs: float = Field(1.0, ge=0, description="Linear warm-up length in epochs.")
+    plateau_patience: int = Field(3, ge=0, description="Epochs without mIoU gain before the LR is cut.")
+    plateau_factor: float = Field(0.5, gt=0, lt=1, description="LR multiplier on a plateau.")
+    min_lr: float = Field(1e-5, ge=0, description="LR floor for the plateau schedule.")
+    early_stop_patience: int = Field(8, ge=1, description="Epochs without mIoU gain before stopping.")
+    grad_clip: float | None = Field(1.0, gt=0, description="Max gradient norm (None: no clipping).")
+    amp: bool = Field(True, description="Mixed precision (bf16) where the device supports it.")
+    channels_last: bool = Field(True, description="Use the channels-last memory format.")
+    compile: bool = Field(False, description="torch.compile the model.")
+    device: str = Field("auto", description="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps.")
+
+
+class RunConfig(Strict):
+    """Everything that defines a run. Unknown keys anywhere are an error."""
+
+    seed: int = Field(0, ge=0, description="Seed for splits, initialisation, augmentation and balancing.")
+    arch: PluginChoice = Field(default_factory=lambda: PluginChoice(name=DEFAULT_CHOICES["arch"]))
+    loss: PluginChoice = Field(default_factory=lambda: PluginChoice(name=DEFAULT_CHOICES["loss"]))
+    balancer: PluginChoice = Field(default_factory=lambda: PluginChoice(name=DEFAULT_CHOICES["balancer"]))
+    data: DataConfig = Field(default_factory=DataConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The TOML file as a dict; a missing or malformed file is one ConfigError line."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+
+
+def _field_annotation(path: list[str]) -> Any:
+    """The annotation of a dotted settings path, or ConfigError with a did-you-mean."""
+    model: Any = RunConfig
+    for depth, key in enumerate(path):
+        fields = model.model_fields
+        if key not in fields:
+            prefix = ".".join(path[:depth])
+            choices = [f"{prefix}.{name}" if prefix else name for name in fields]
+            full = ".".join(path[: depth + 1])
+            raise ConfigError(
+                f"unknown setting '{full}'{did_you_mean(full, choices)} (choices: {', '.join(choices)})"
+            )
+        annotation = fields[key].annotation
+        if depth == len(path) - 1:
+            return annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            raise ConfigError(f"setting '{'.'.join(path[: depth + 1])}' has no sub-keys")
+        model = annotation
+    return None
+
+
+def apply_setting(tree: dict[str, Any], assignment: str) -> None:
+    """Apply one `--set section.key=value` to the raw config dict in place.
+
+    `arch.params.x=v` (and loss/balancer/data params) keeps the raw string: the plugin's own params
+    model reads it in `resolve`.
+    """
+    key, raw = split_assignment(assignment, "--set")
+    path = key.split(".")
+    if len(path) >= 3 and path[1] == "params" and path[0] in ("arch", "loss", "balancer", "data"):
+        tree.setdefault(path[0], {}).setdefault("cli_params", {})[".".join(path[2:])] = raw
+        return
+    annotation = _field_annotation(path)
+    node = tree
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+    node[path[-1]] = coerce_string(annotation, raw)
+
+
+def build_config(
+    base: dict[str, Any] | None = None,
+    *,
+    settings: list[str] = (),
+    plugin_params: dict[str, list[str]] | None = None,
+) -> tuple[RunConfig, dict[str, dict[str, str]]]:
+    """RunConfig from a base dict (TOML or Python), `--set` assignments and `--X-param k=v` flags.
+
+    Returns the config and, per plugin section, the raw command-line parameter strings that `resolve`
+    validates against the plugin's params model.
+    """
+    tree = json.loads(json.dumps(base or {}))  # deep copy; TOML values are JSON-safe
+    for assignment in settings:
+        apply_setting(tree, assignment)
+    cli_params: dict[str, dict[str, str]] = {}
+    for section in ("arch", "loss", "balancer", "data"):
+        node = tree.get(section)
+        if isinstance(node, dict) and "cli_params" in node:
+            cli_params[section] = node.pop("cli_params")
+    for section, items in (plugin_params or {}).items():
+        for item in items:
+            key, raw = split_assignment(item, f"--{section}-param")
+            cli_params.setdefault(section, {})[key] = raw
+    for section, name in DEFAULT_CHOICES.items():
+        if isinstance(tree.get(section), dict):
+            tree[section].setdefault("name", name)
+    try:
+        return RunConfig.model_validate(tree), cli_params
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, "bad config")) from None
+
+
+def config_hash(resolved: RunConfig) -> str:
+    """Hash of everything that defines the experiment except the seed, so seeds group together."""
+    payload = resolved.model_dump(mode="json", exclude={"seed"})
+    payload["train"].pop("device", None)  # where a run happens does not change what it is
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Resolved(BaseModel):
+    """A config whose plugin names exist and whose plugin parameters are validated and complete."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    config: RunConfig
+    arch: Any  # ArchitectureSpec
+    loss: Any  # LossSpec
+    balancer: Any  # BalancerSpec
+    dataset: Any | None  # DatasetSpec, or None when data.source is a file
+    arch_params: BaseModel
+    loss_params: BaseModel
+    balancer_params: BaseModel
+    data_params: BaseModel | None
+
+    @property
+    def hash(self) -> str:
+        return config_hash(self.config)
+
+
+def dataset_for(source: str, registry: Any) -> Any | None:
+    """The DatasetSpec named `source`, or None when `source` is an existing file.
+
+    A path that does not exist is a DataError; a bare word that is no dataset gets a did-you-mean.
+    """
+    names = registry.specs["dataset"]
+    if source not in names and Path(source).is_file():
+        return None
+    if source not in names and (Path(source).suffix or "/" in source or "\\" in source):
+        raise DataError(f"{source}: no such file")
+    return registry.get("dataset", source)
+
+
+def resolve(
+    config: RunConfig, registry: Any, cli_params: dict[str, dict[str, str]] | None = None
+) -> Resolved:
+    """Check plugin names and parameters against the loaded plugins, before anything is built.
+
+    Raises PluginError (unknown name, with did-you-mean) or ConfigError (bad parameter).
+    """
+    cli_params = cli_params or {}
+    chosen = {}
+    for section, kind in (("arch", "architecture"), ("loss", "loss"), ("balancer", "balancer")):
+        choice: PluginChoice = getattr(config, section)
+        spec = registry.get(kind, choice.name)
+        chosen[section] = (spec, spec.parse_params(choice.params, cli_params.get(section)))
+    source = config.data.source
+    dataset = dataset_for(source, registry)
+    data_params = None
+    if dataset is not None:
+        data_params = dataset.parse_params(config.data.params, cli_params.get("data"))
+    elif config.data.params or cli_params.get("data"):
+        raise ConfigError(f"data.params only apply to named datasets, not to the file {source}")
+    filled = config.model_copy(deep=True)
+    for section in ("arch", "loss", "balancer"):
+        getattr(filled, section).params = chosen[section][1].model_dump(mode="json")
+    if data_params is not None:
+        filled.data.params = data_params.model_dump(mode="json")
+    return Resolved(
+        config=filled,
+        arch=chosen["arch"][0],
+        loss=chosen["loss"][0],
+        balancer=chosen["balancer"][0],
+        dataset=dataset,
+        arch_params=chosen["arch"][1],
+        loss_params=chosen["loss"][1],
+        balancer_params=chosen["balancer"][1],
+        data_params=data_params,
+    )

@@ -1,0 +1,17 @@
+"""User-facing errors: one line naming the thing and the fix; the CLI turns them into exit code 2."""
+
+
+class HarnessError(Exception):
+    """A problem with the user's input (file, config, flag, plugin parameter), not a bug."""
+
+
+class ConfigError(HarnessError):
+    """A bad configuration value, flag or plugin parameter."""
+
+
+class PluginError(HarnessError):
+    """An unknown, ambiguous or broken plugin."""
+
+
+class DataError(HarnessError):
+    """A missing or malformed dataset."""

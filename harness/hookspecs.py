@@ -1,0 +1,95 @@
+"""Every hook a harness plugin can implement. This file and `harness/specs.py` are the whole plugin API.
+
+A plugin is a module (or object) with functions decorated by `harness.hookimpl` whose names match the
+hooks below. Built-in plugins are listed in `harness.plugins.DEFAULT_PLUGINS`; a third-party package
+declares its module under the entry-point group "harness" in its own pyproject.toml:
+
+    [project.entry-points.harness]
+    my_blocks = "my_package.blocks"
+
+Spec hooks return lists of specs; all plugins' lists are gathered, validated when plugins load, and a
+duplicate name is reported naming both providers. Lifecycle hooks observe a run (logging to CSV,
+TensorBoard, MLflow...) and must not change it; their return values are ignored.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from harness.specs import ArchitectureSpec, BalancerSpec, BlockSpec, DatasetSpec, LossSpec
+    from harness.train import RunInfo
+
+hookspec = pluggy.HookspecMarker("harness")
+
+
+@hookspec
+def harness_architectures() -> list[ArchitectureSpec]:
+    """Return the segmentation architectures this plugin provides (may be empty).
+
+    Called once when plugins load. Each `ArchitectureSpec.build(params, *, in_channels, num_classes)`
+    returns an `nn.Module` mapping (B, in_channels, H, W) to (B, num_classes, H, W) logits.
+    """
+
+
+@hookspec
+def harness_blocks() -> list[BlockSpec]:
+    """Return the building blocks (encoder / bottleneck / decoder / skip) this plugin provides.
+
+    Called once when plugins load. `BlockSpec.build(params, in_channels, out_channels)` returns an
+    `nn.Module` that keeps the spatial size; down- and up-sampling stay the architecture's job.
+    """
+
+
+@hookspec
+def harness_losses() -> list[LossSpec]:
+    """Return the losses this plugin provides.
+
+    Called once when plugins load. `LossSpec.build(params, *, num_classes, ignore_index, class_weights)`
+    returns an `nn.Module` whose forward is `(logits, target) -> scalar` and ignores `ignore_index`.
+    """
+
+
+@hookspec
+def harness_balancers() -> list[BalancerSpec]:
+    """Return the class-balancing strategies this plugin provides.
+
+    Called once when plugins load. `BalancerSpec.build(params)` returns a callable
+    `(images, masks, *, num_classes, ignore_index, seed) -> BalancedSplit` that sees only the
+    training split.
+    """
+
+
+@hookspec
+def harness_datasets() -> list[DatasetSpec]:
+    """Return named datasets (usable as `--data NAME`) this plugin provides.
+
+    Called once when plugins load. `DatasetSpec.build(params)` returns a
+    `harness.data.SegmentationData`.
+    """
+
+
+@hookspec
+def harness_run_start(run: RunInfo) -> None:
+    """Called once a run is recorded in the store as 'running', before the first epoch.
+
+    `run` carries run_id, the resolved config (dict), the run directory and the device.
+    """
+
+
+@hookspec
+def harness_epoch_end(run: RunInfo, epoch: int, values: dict[str, Any]) -> None:
+    """Called after each epoch's validation with that epoch's numbers.
+
+    `values` holds train_loss, val_loss, val_miou (an2dl), val_miou_fg, lr, seconds and img_s.
+    """
+
+
+@hookspec
+def harness_run_end(run: RunInfo, status: str, metrics: dict[str, Any] | None) -> None:
+    """Called once when a run ends, whatever its status ('finished', 'failed' or 'interrupted').
+
+    `metrics` is the best epoch's validation metrics (None when the run failed before any).
+    """

@@ -1,0 +1,145 @@
+"""Inference shared by validation, `evaluate` and `predict`: normalise, pad, forward, never predict the
+ignored class, and score with the one metric in `harness.metrics`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.errors import HarnessError
+from harness.metrics import ConfusionMatrix
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """Scalar mean and std of the training images (0-255 scale), stored in the checkpoint."""
+
+    mean: float
+    std: float
+
+    @classmethod
+    def of(cls, images: torch.Tensor) -> Normalisation:
+        values = images.float()
+        return cls(mean=float(values.mean()), std=max(float(values.std()), 1.0))
+
+    def apply(self, images: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+        """(B,H,W) uint8 -> (B,1,H,W) float32 normalised."""
+        x = (images.unsqueeze(1).float() - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pad H and W up to a multiple (architectures with poolings need it); returns the crop size."""
+    height, width = x.shape[-2:]
+    pad_h, pad_w = (-height) % multiple, (-width) % multiple
+    if pad_h or pad_w:
+        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+    return x, (height, width)
+
+
+def forward_logits(model: nn.Module, x: torch.Tensor, multiple: int) -> Any:
+    """Model output for x, computed on padded input and cropped back (lists are cropped item-wise)."""
+    padded, (height, width) = pad_to_multiple(x, multiple)
+    out = model(padded)
+    if isinstance(out, (list, tuple)):
+        return [o[..., :height, :width] for o in out]
+    return out[..., :height, :width]
+
+
+def to_classes(logits: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
+    """Argmax over classes, with the ignored class (background) never chosen."""
+    if ignore_index is not None:
+        logits = logits.clone()
+        logits[:, ignore_index] = float("-inf")
+    return logits.argmax(dim=1)
+
+
+def autocast_for(device: torch.device, dtype: torch.dtype | None):
+    """An autocast context for mixed precision, or a no-op when dtype is None."""
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def batches(count: int, size: int) -> Iterator[slice]:
+    for start in range(0, count, size):
+        yield slice(start, min(start + size, count))
+
+
+@torch.inference_mode()
+def predict_masks(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    norm: Normalisation,
+    multiple: int,
+    ignore_index: int | None,
+    device: torch.device,
+    batch_size: int = 256,
+    amp_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """(N,H,W) uint8 images -> (N,H,W) uint8 predicted classes (on the CPU)."""
+    model.eval()
+    out = []
+    for part in batches(len(images), batch_size):
+        x = norm.apply(images[part].to(device))
+        with autocast_for(device, amp_dtype):
+            logits = forward_logits(model, x, multiple)
+        out.append(to_classes(logits.float(), ignore_index).to(torch.uint8).cpu())
+    return torch.cat(out) if out else torch.empty(0, *images.shape[1:], dtype=torch.uint8)
+
+
+@torch.inference_mode()
+def score(
+    model: nn.Module,
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    *,
+    norm: Normalisation,
+    multiple: int,
+    num_classes: int,
+    ignore_index: int | None,
+    device: torch.device,
+    batch_size: int = 256,
+    amp_dtype: torch.dtype | None = None,
+    loss_fn: nn.Module | None = None,
+) -> tuple[Any, float | None]:
+    """Validation metrics (one confusion matrix over all images) and the mean loss if loss_fn is given."""
+    model.eval()
+    matrix = ConfusionMatrix(num_classes, ignore_index, device=device)
+    loss_sum = torch.zeros((), device=device)
+    for part in batches(len(images), batch_size):
+        x = norm.apply(images[part].to(device))
+        target = masks[part].to(device).long()
+        with autocast_for(device, amp_dtype):
+            logits = forward_logits(model, x, multiple)
+        if loss_fn is not None:
+            loss_sum += loss_fn(logits.float(), target) * (part.stop - part.start)
+        matrix.update(to_classes(logits.float(), ignore_index), target)
+    mean_loss = float(loss_sum) / max(len(images), 1) if loss_fn is not None else None
+    return matrix.compute(), mean_loss
+
+
+def save_checkpoint(path: Path, model: nn.Module, **meta: Any) -> None:
+    """Weights plus plain-data metadata (config, normalisation, epoch, metrics): loadable weights_only."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    tmp = path.with_suffix(".tmp")
+    torch.save({"format": CHECKPOINT_FORMAT, "state_dict": state, **meta}, tmp)
+    tmp.replace(path)  # atomic: an interrupted save never leaves a half-written best.pt
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint dict, loaded with weights_only=True (no pickled code is ever executed)."""
+    if not path.is_file():
+        raise HarnessError(f"{path}: checkpoint not found (the run may have failed before its first epoch)")
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -1,0 +1,195 @@
+"""The plugin manager: built-ins and entry points, loaded the same way and validated at load.
+
+Built-ins are plain modules registered through the same hooks a third party uses (the datasette way):
+the only place they are named is DEFAULT_PLUGINS. A plugin that fails to import, or returns something
+that is not a valid spec, is reported by name as a problem; every other plugin still loads.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+from pydantic import ValidationError
+
+from harness import hookspecs
+from harness.errors import PluginError
+from harness.parsing import did_you_mean
+from harness.specs import SPEC_KINDS, PluginSpec
+
+ENTRY_POINT_GROUP = "harness"
+AUTOLOAD_ENV = "HARNESS_DISABLE_PLUGIN_AUTOLOAD"
+
+DEFAULT_PLUGINS = (
+    "plugins.architectures.unet",
+    "plugins.losses.ce",
+    "plugins.balancers.none",
+    "plugins.datasets.synthetic",
+)
+
+# kind -> the hook returning that kind's specs
+SPEC_HOOKS = {
+    "architecture": "harness_architectures",
+    "block": "harness_blocks",
+    "loss": "harness_losses",
+    "balancer": "harness_balancers",
+    "dataset": "harness_datasets",
+}
+
+
+@dataclass(frozen=True)
+class Provided:
+    """A spec and the plugin that provided it."""
+
+    spec: PluginSpec
+    provider: str
+    builtin: bool
+
+
+@dataclass
+class Registry:
+    """Every loaded spec by kind and name, the problems met while loading, and the pluggy manager."""
+
+    manager: pluggy.PluginManager
+    specs: dict[str, dict[str, Provided]] = field(default_factory=lambda: {k: {} for k in SPEC_HOOKS})
+    duplicates: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def get(self, kind: str, name: str) -> PluginSpec:
+        """The spec of `kind` named `name`, or PluginError with a did-you-mean and the choices."""
+        if (kind, name) in self.duplicates:
+            providers = " and ".join(self.duplicates[(kind, name)])
+            raise PluginError(
+                f"{kind} '{name}' is provided by both {providers}; disable one with -p no:PLUGIN"
+            )
+        entries = self.specs[kind]
+        if name not in entries:
+            choices = ", ".join(sorted(entries)) or "none loaded"
+            raise PluginError(f"unknown {kind} '{name}'{did_you_mean(name, entries)} (choices: {choices})")
+        return entries[name].spec
+
+    def all(self, kind: str | None = None) -> list[Provided]:
+        """Every loaded spec (of one kind, or all kinds), sorted by kind then name."""
+        kinds = [kind] if kind else list(SPEC_HOOKS)
+        return [self.specs[k][n] for k in kinds for n in sorted(self.specs[k])]
+
+    @property
+    def hook(self) -> Any:
+        """The lifecycle hooks, called as `registry.hook.harness_run_start(run=...)`."""
+        return self.manager.hook
+
+
+def _register(manager: pluggy.PluginManager, module: Any, name: str, problems: list[str]) -> None:
+    try:
+        manager.register(module, name=name)
+    except (pluggy.PluginValidationError, ValueError) as exc:
+        problems.append(f"plugin '{name}' has a bad hook: {exc}")
+
+
+def _load_builtins(manager: pluggy.PluginManager, problems: list[str]) -> None:
+    for module_name in DEFAULT_PLUGINS:
+        if manager.is_blocked(module_name):
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # a broken built-in must not hide the others
+            problems.append(f"plugin '{module_name}' failed to import: {type(exc).__name__}: {exc}")
+            continue
+        _register(manager, module, module_name, problems)
+
+
+def _load_entry_points(manager: pluggy.PluginManager, problems: list[str]) -> None:
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if manager.is_blocked(entry.name) or manager.get_plugin(entry.name) is not None:
+            continue
+        dist = entry.dist.name if entry.dist else "?"
+        try:
+            module = entry.load()
+        except Exception as exc:  # report by name; every other plugin still loads
+            problems.append(
+                f"plugin '{entry.name}' (from {dist}) failed to import: {type(exc).__name__}: {exc}"
+            )
+            continue
+        _register(manager, module, entry.name, problems)
+
+
+def _coerce_spec(kind: str, item: Any) -> PluginSpec:
+    spec_class = SPEC_KINDS[kind]
+    if isinstance(item, spec_class):
+        return item
+    if isinstance(item, dict):
+        return spec_class.model_validate(item)
+    raise TypeError(f"expected {spec_class.__name__}, got {type(item).__name__}")
+
+
+def _collect(registry: Registry, builtin_names: set[str]) -> None:
+    for kind, hook_name in SPEC_HOOKS.items():
+        for impl in getattr(registry.manager.hook, hook_name).get_hookimpls():
+            provider = impl.plugin_name
+            try:
+                items = impl.function() or []
+                specs = [_coerce_spec(kind, item) for item in items]
+            except (ValidationError, TypeError, ValueError) as exc:
+                first = str(exc).strip().splitlines()
+                reason = " ".join(line.strip() for line in first[:3])
+                registry.problems.append(f"plugin '{provider}' returned a bad {kind} spec: {reason}")
+                continue
+            except Exception as exc:
+                registry.problems.append(
+                    f"plugin '{provider}' failed in {hook_name}: {type(exc).__name__}: {exc}"
+                )
+                continue
+            for spec in specs:
+                _add(registry, kind, spec, provider, provider in builtin_names)
+
+
+def _add(registry: Registry, kind: str, spec: PluginSpec, provider: str, builtin: bool) -> None:
+    existing = registry.specs[kind].get(spec.name)
+    if existing is None and (kind, spec.name) not in registry.duplicates:
+        registry.specs[kind][spec.name] = Provided(spec, provider, builtin)
+        return
+    providers = registry.duplicates.setdefault((kind, spec.name), [])
+    if existing is not None:
+        providers.append(existing.provider)
+        del registry.specs[kind][spec.name]
+    providers.append(provider)
+    registry.problems.append(f"duplicate {kind} name '{spec.name}' from {' and '.join(providers)}")
+
+
+def load_plugins(blocked: Iterable[str] = (), autoload: bool | None = None) -> Registry:
+    """Load built-ins and (unless disabled) entry-point plugins; validate every spec.
+
+    `blocked` are plugin names from `-p no:NAME` (a built-in's module name or its last part, or an
+    entry point's name). `autoload=None` reads HARNESS_DISABLE_PLUGIN_AUTOLOAD.
+    """
+    manager = pluggy.PluginManager("harness")
+    manager.add_hookspecs(hookspecs)
+    for name in blocked:
+        manager.set_blocked(name)
+        short = [m for m in DEFAULT_PLUGINS if m.rsplit(".", 1)[-1] == name]
+        for module_name in short:
+            manager.set_blocked(module_name)
+    problems: list[str] = []
+    _load_builtins(manager, problems)
+    if autoload is None:
+        autoload = not os.environ.get(AUTOLOAD_ENV)
+    if autoload:
+        _load_entry_points(manager, problems)
+    registry = Registry(manager=manager, problems=problems)
+    _collect(registry, set(DEFAULT_PLUGINS))
+    return registry
+
+
+def parse_blocked(options: Iterable[str]) -> list[str]:
+    """Names from `-p no:NAME` options; anything else is a PluginError."""
+    names = []
+    for option in options:
+        if not option.startswith("no:") or not option[3:]:
+            raise PluginError(f"-p expects no:NAME to disable a plugin, got '{option}'")
+        names.append(option[3:])
+    return names

@@ -1,0 +1,147 @@
+"""The pydantic specs a plugin returns from its hooks; `harness/hookspecs.py` says which hook returns which.
+
+A spec is a description, not a model: `name` (a slug), `summary`, `params` (a pydantic model class whose
+every field has a type, default, bounds and description), a `build` callable and capability flags.
+Specs are validated when plugins load, so a broken plugin is reported before any training starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from harness.errors import ConfigError
+from harness.parsing import coerce_string, describe_validation_error, did_you_mean
+
+SLUG = r"^[a-z][a-z0-9_-]*$"
+
+
+class NoParams(BaseModel):
+    """For plugins without hyperparameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PluginSpec(BaseModel):
+    """What every plugin kind shares."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, extra="forbid")
+    kind: ClassVar[str] = "plugin"
+
+    name: str = Field(pattern=SLUG, description="Unique slug used on the command line.")
+    summary: str = Field(min_length=1, description="One line shown by `harness list`.")
+    params: type[BaseModel] = Field(NoParams, description="Pydantic model of every hyperparameter.")
+    build: Callable[..., Any] = Field(
+        description="Builds the plugin's object; signature depends on the kind."
+    )
+
+    @field_validator("params")
+    @classmethod
+    def _params_usable(cls, model: type[BaseModel]) -> type[BaseModel]:
+        # Defaults must exist so `--arch unet` alone works, and extra="forbid" so typos fail loudly.
+        if model.model_config.get("extra") != "forbid":
+            raise ValueError(f"params model {model.__name__} must set model_config extra='forbid'")
+        missing = [name for name, field in model.model_fields.items() if field.is_required()]
+        if missing:
+            raise ValueError(f"params model {model.__name__} has fields without defaults: {missing}")
+        return model
+
+    def parse_params(
+        self, values: Mapping[str, Any] | None = None, cli: Mapping[str, str] | None = None
+    ) -> BaseModel:
+        """Validate typed `values` (from TOML or Python) overlaid with raw `cli` strings (`k=v` flags).
+
+        Raises ConfigError naming the plugin, the field and the valid fields.
+        """
+        fields = self.params.model_fields
+        merged = dict(values or {})
+        for key, raw in (cli or {}).items():
+            if key not in fields:
+                merged[key] = raw  # reported below with the did-you-mean
+                continue
+            merged[key] = coerce_string(fields[key].annotation, raw)
+        unknown = [key for key in merged if key not in fields]
+        valid = ", ".join(fields) or "(none)"
+        if unknown:
+            hint = did_you_mean(unknown[0], fields)
+            raise ConfigError(
+                f"unknown {self.kind} parameter '{unknown[0]}' for '{self.name}'{hint} (valid: {valid})"
+            )
+        try:
+            return self.params.model_validate(merged)
+        except ValidationError as exc:
+            where = f"bad {self.kind} parameter for '{self.name}'"
+            raise ConfigError(f"{describe_validation_error(exc, where)} (valid: {valid})") from None
+
+
+class ArchitectureSpec(PluginSpec):
+    """A segmentation network. `build(params, *, in_channels, num_classes) -> torch.nn.Module`.
+
+    The module maps (B, in_channels, H, W) float images to (B, num_classes, H, W) logits. Flags:
+    - deep_supervision: in training mode the module returns a list of logits (coarse to final), each
+      at the input's resolution; the loop averages the loss over them. In eval mode it returns one tensor.
+    - input_multiple: H and W must be multiples of this; the harness pads (reflect) and crops.
+    - instance_based: in training mode the module is called as `module(images, masks)` with the
+      semantic masks and returns a dict of named scalar losses that the loop sums; in eval mode it
+      returns logits like every other architecture.
+    """
+
+    kind: ClassVar[str] = "architecture"
+    deep_supervision: bool = False
+    input_multiple: int = Field(1, ge=1)
+    instance_based: bool = False
+
+
+class BlockSpec(PluginSpec):
+    """A building block. `build(params, in_channels, out_channels) -> nn.Module` keeping H and W."""
+
+    kind: ClassVar[str] = "block"
+    roles: frozenset[Literal["encoder", "bottleneck", "decoder", "skip"]] = frozenset(
+        {"encoder", "bottleneck", "decoder"}
+    )
+
+
+class LossSpec(PluginSpec):
+    """A loss. `build(params, *, num_classes, ignore_index, class_weights) -> nn.Module`.
+
+    The module's forward is `(logits (B,K,H,W), target (B,H,W) int64) -> scalar tensor`; pixels whose
+    target is `ignore_index` (None: no ignored class) contribute nothing; `class_weights` is a (K,)
+    float tensor or None.
+    """
+
+    kind: ClassVar[str] = "loss"
+    needs_distance_maps: bool = False
+
+
+@dataclass
+class BalancedSplit:
+    """What a balancer returns: the (possibly new) training split and optional class weights."""
+
+    images: torch.Tensor  # (N, H, W) uint8
+    masks: torch.Tensor  # (N, H, W) uint8
+    class_weights: torch.Tensor | None = None  # (K,) float32
+
+
+class BalancerSpec(PluginSpec):
+    """A class-balancing strategy. `build(params) -> callable`.
+
+    The callable is `(images, masks, *, num_classes, ignore_index, seed) -> BalancedSplit`. It sees the
+    training split only, must not modify its inputs in place, and is deterministic for a seed.
+    """
+
+    kind: ClassVar[str] = "balancer"
+
+
+class DatasetSpec(PluginSpec):
+    """A named dataset usable as `--data NAME`. `build(params) -> harness.data.SegmentationData`."""
+
+    kind: ClassVar[str] = "dataset"
+
+
+SPEC_KINDS: dict[str, type[PluginSpec]] = {
+    spec.kind: spec for spec in (ArchitectureSpec, BlockSpec, LossSpec, BalancerSpec, DatasetSpec)
+}

@@ -1,0 +1,519 @@
+"""The training loop, top to bottom: data, balancer, model, loss, loop, validation, checkpoint, record.
+
+Extension goes through the lifecycle hooks (hookspecs.py), never through subclasses. The loop keeps
+the whole dataset as uint8 tensors on the device and does not sync the host inside an epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import secrets
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.config import Resolved
+from harness.cost import count_params, forward_gflops
+from harness.data import SegmentationData, augmenter, load_npz, split
+from harness.errors import ConfigError, DataError
+from harness.infer import Normalisation, autocast_for, forward_logits, save_checkpoint, score
+from leaderboard.store import RunStore
+
+CHECKPOINT_NAME = "best.pt"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What lifecycle hooks see of a run."""
+
+    run_id: str
+    config: dict[str, Any]
+    run_dir: Path
+    device: str
+    store_path: Path
+
+
+@dataclass
+class RunResult:
+    """The outcome of one run, as recorded in the store."""
+
+    run_id: str
+    status: str
+    metrics: dict[str, Any] | None
+    epochs: int
+    best_epoch: int | None
+    wall_time: float
+    train_img_s: float | None
+    checkpoint: Path | None
+    config: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def miou(self) -> float | None:
+        return (self.metrics or {}).get("miou_an2dl")
+
+
+def pick_device(name: str) -> torch.device:
+    """`auto` picks cuda > mps > cpu; an explicit device that is not available is a ConfigError."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device '{name}' (choices: auto, cpu, cuda, cuda:N, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{name}' requested but CUDA is not available here (use --device cpu)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device '{name}' requested but MPS is not available here (use --device cpu)")
+    return device
+
+
+def _cpu_has_bf16() -> bool:
+    # Without native bf16 instructions the CPU emulates it and autocast is slower than float32.
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def pick_amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """bf16 autocast where the device runs it natively; None means full float32."""
+    if not enabled:
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if device.type == "cpu":
+        return torch.bfloat16 if _cpu_has_bf16() else None
+    return None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def load_data(resolved: Resolved) -> SegmentationData:
+    """The configured dataset, limited to the first N images if asked."""
+    cfg = resolved.config.data
+    if resolved.dataset is not None:
+        data = resolved.dataset.build(resolved.data_params)
+    else:
+        data = load_npz(cfg.source, num_classes=cfg.num_classes)
+    if data.num_classes != cfg.num_classes:
+        raise DataError(f"{data.source}: has {data.num_classes} classes; config says {cfg.num_classes}")
+    if cfg.limit is not None:
+        data = data.subset(torch.arange(min(cfg.limit, len(data))))
+    return data
+
+
+def new_run_id(arch: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{arch}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class Prepared:
+    """Everything built and checked before the run is recorded: bad input fails here, storing nothing."""
+
+    data: SegmentationData
+    train_images: torch.Tensor
+    train_masks: torch.Tensor
+    val_images: torch.Tensor
+    val_masks: torch.Tensor
+    class_weights: torch.Tensor | None
+    model: nn.Module
+    loss_fn: nn.Module
+    norm: Normalisation
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    params: int
+    gflops: float | None
+
+
+def prepare(resolved: Resolved) -> Prepared:
+    """Load, split and balance the data; build model and loss; measure the model's cost."""
+    cfg = resolved.config
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.train.device)
+    data = load_data(resolved)
+    train_idx, val_idx = split(data.masks, cfg.data.val_fraction, cfg.seed, data.num_classes)
+    balance = resolved.balancer.build(resolved.balancer_params)
+    balanced = balance(
+        data.images[train_idx],
+        data.masks[train_idx],
+        num_classes=data.num_classes,
+        ignore_index=cfg.data.ignore_index,
+        seed=cfg.seed,
+    )
+    model = resolved.arch.build(resolved.arch_params, in_channels=1, num_classes=data.num_classes)
+    loss_fn = resolved.loss.build(
+        resolved.loss_params,
+        num_classes=data.num_classes,
+        ignore_index=cfg.data.ignore_index,
+        class_weights=balanced.class_weights,
+    )
+    params = count_params(model)
+    try:
+        gflops = forward_gflops(model)
+    except Exception:  # some ops have no FLOP formula; cost is informative, not essential
+        gflops = None
+    return Prepared(
+        data=data,
+        train_images=balanced.images,
+        train_masks=balanced.masks,
+        val_images=data.images[val_idx],
+        val_masks=data.masks[val_idx],
+        class_weights=balanced.class_weights,
+        model=model,
+        loss_fn=loss_fn,
+        norm=Normalisation.of(balanced.images),
+        device=device,
+        amp_dtype=pick_amp_dtype(device, cfg.train.amp),
+        params=params,
+        gflops=gflops,
+    )
+
+
+@dataclass
+class LoopState:
+    """What the loop has finished so far; an interrupt records exactly this."""
+
+    epochs: int = 0
+    best_epoch: int | None = None
+    best_score: float = -math.inf
+    best_metrics: dict[str, Any] | None = None
+    images_seen: int = 0
+    train_seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def img_s(self) -> float | None:
+        return self.images_seen / self.train_seconds if self.train_seconds > 0 else None
+
+
+def compute_loss(resolved: Resolved, model: nn.Module, loss_fn: nn.Module, x, target, multiple: int):
+    """One training loss, following the architecture's capability flags (never its name)."""
+    if resolved.arch.instance_based:
+        losses = model(x, target)
+        return sum(losses.values())
+    out = forward_logits(model, x, multiple)
+    if resolved.arch.deep_supervision:
+        return sum(loss_fn(o.float(), target) for o in out) / len(out)
+    return loss_fn(out.float(), target)
+
+
+class Budget:
+    """`--max-minutes`: stop training early enough to still validate and record within the budget."""
+
+    def __init__(self, minutes: float | None):
+        self.deadline = time.monotonic() + minutes * 60 if minutes else math.inf
+        self.eval_seconds = 0.0
+
+    def exhausted(self) -> bool:
+        return time.monotonic() + self.eval_seconds >= self.deadline
+
+
+def train_one_epoch(
+    resolved, prep: Prepared, net: nn.Module, optimizer, warmup, epoch: int, budget: Budget, progress
+):
+    """One pass over a freshly augmented, shuffled training set. Returns (mean loss, images, seconds)."""
+    cfg = resolved.config.train
+    device = prep.device
+    images, masks = prep.train_images, prep.train_masks
+    augment = augmenter(resolved.config.augment.preset, seed=resolved.config.seed * 1000 + epoch)
+    if augment is not None:
+        aug_images, aug_masks = augment(images.numpy(), masks.numpy())
+        images, masks = torch.from_numpy(aug_images), torch.from_numpy(aug_masks)
+    images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+    order = torch.randperm(len(images), device=device)
+    batch = cfg.batch_size
+    steps = len(images) // batch if len(images) >= batch else 1  # drop the ragged tail (BatchNorm)
+    net.train()
+    loss_sum = torch.zeros((), device=device)
+    seen = 0
+    started = time.perf_counter()
+    for step in range(steps):
+        idx = order[step * batch : (step + 1) * batch]
+        x = prep.norm.apply(images[idx], channels_last=cfg.channels_last)
+        target = masks[idx].long()
+        warmup.step()
+        with autocast_for(device, prep.amp_dtype):
+            loss = compute_loss(resolved, net, prep.loss_fn, x, target, resolved.arch.input_multiple)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+        optimizer.step()
+        loss_sum += loss.detach()
+        seen += len(idx)
+        if progress is not None:
+            progress.advance()
+        if budget.exhausted():
+            break
+    mean_loss = float(loss_sum) / (step + 1)  # the one host sync of the epoch
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return mean_loss, seen, time.perf_counter() - started
+
+
+class Warmup:
+    """Linear warm-up from lr/steps to lr over the first steps, then hands over to the plateau schedule."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, steps: int):
+        self.optimizer, self.steps, self.done = optimizer, max(steps, 0), 0
+        self.base = [group["lr"] for group in optimizer.param_groups]
+
+    @property
+    def finished(self) -> bool:
+        return self.done >= self.steps
+
+    def step(self) -> None:
+        if self.finished:
+            return
+        self.done += 1
+        for group, base in zip(self.optimizer.param_groups, self.base, strict=True):
+            group["lr"] = base * self.done / self.steps
+
+
+def steps_per_epoch(count: int, batch: int) -> int:
+    return max(count // batch, 1)
+
+
+class ConsoleProgress:
+    """A rich progress bar over the training steps of the current epoch, and one line per epoch."""
+
+    def __init__(self, total_epochs: int, steps: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.total_epochs, self.steps = total_epochs, steps
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"),
+            transient=True,
+        )
+        self.task = None
+
+    def __enter__(self) -> ConsoleProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.stop()
+
+    def start_epoch(self, epoch: int, state: LoopState) -> None:
+        status = ""
+        if state.history:
+            last = state.history[-1]
+            status = (
+                f"loss {last['train_loss']:.4f} | val mIoU {last['val_miou'] or 0:.4f} "
+                f"(best {state.best_score:.4f}) | {last['img_s']:.0f} img/s"
+            )
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+        self.task = self.bar.add_task(f"epoch {epoch}/{self.total_epochs}", total=self.steps, status=status)
+
+    def advance(self) -> None:
+        self.bar.advance(self.task)
+
+    def epoch_line(self, values: dict[str, Any], best: bool) -> None:
+        mark = " *" if best else ""
+        self.bar.console.print(
+            f"epoch {values['epoch']:>3}  loss {values['train_loss']:.4f}  "
+            f"val loss {values['val_loss']:.4f}  "
+            f"val mIoU {values['val_miou']:.4f}  fg {values['val_miou_fg']:.4f}  "
+            f"lr {values['lr']:.2e}  {values['img_s']:.0f} img/s{mark}",
+            soft_wrap=True,
+        )
+        self.bar.console.file.flush()  # epoch lines reach a log file as they happen
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else value
+
+
+def run_loop(
+    resolved: Resolved,
+    prep: Prepared,
+    info: RunInfo,
+    store: RunStore,
+    registry,
+    state: LoopState,
+    budget: Budget,
+    progress,
+):
+    """Epochs until the epoch limit, early stopping or the time budget; checkpoints the best epoch."""
+    cfg = resolved.config
+    model, device = prep.model, prep.device
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    per_epoch = steps_per_epoch(len(prep.train_images), cfg.train.batch_size)
+    warmup = Warmup(optimizer, round(cfg.train.warmup_epochs * per_epoch))
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer,
+        mode="max",
+        factor=cfg.train.plateau_factor,
+        patience=cfg.train.plateau_patience,
+        min_lr=cfg.train.min_lr,
+    )
+    net = torch.compile(model) if cfg.train.compile else model
+    stale = 0
+    for epoch in range(1, cfg.train.epochs + 1):
+        if progress is not None:
+            progress.start_epoch(epoch, state)
+        train_loss, seen, seconds = train_one_epoch(
+            resolved, prep, net, optimizer, warmup, epoch, budget, progress
+        )
+        state.images_seen += seen
+        state.train_seconds += seconds
+        eval_started = time.monotonic()
+        metrics, val_loss = score(
+            net,
+            prep.val_images,
+            prep.val_masks,
+            norm=prep.norm,
+            multiple=resolved.arch.input_multiple,
+            num_classes=prep.data.num_classes,
+            ignore_index=cfg.data.ignore_index,
+            device=device,
+            batch_size=cfg.train.eval_batch_size,
+            amp_dtype=prep.amp_dtype,
+            loss_fn=prep.loss_fn,
+        )
+        budget.eval_seconds = time.monotonic() - eval_started
+        state.epochs = epoch
+        values = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_miou": _nan_to_none(metrics.miou_an2dl),
+            "val_miou_fg": _nan_to_none(metrics.miou_fg),
+            "lr": optimizer.param_groups[0]["lr"],
+            "seconds": seconds,
+            "img_s": seen / max(seconds, 1e-9),
+        }
+        state.history.append(values)
+        store.log_epoch(info.run_id, epoch, values)
+        current = metrics.miou_an2dl if not math.isnan(metrics.miou_an2dl) else -math.inf
+        improved = current > state.best_score
+        if improved:
+            state.best_score, state.best_epoch = current, epoch
+            state.best_metrics = metrics.to_dict(list(prep.data.class_names))
+            save_checkpoint(
+                info.run_dir / CHECKPOINT_NAME,
+                model,
+                config=info.config,
+                epoch=epoch,
+                normalisation=[prep.norm.mean, prep.norm.std],
+                metrics=state.best_metrics,
+                class_names=list(prep.data.class_names),
+            )
+            stale = 0
+        else:
+            stale += 1
+        if progress is not None:
+            progress.epoch_line({**values, "val_miou": current, "val_miou_fg": metrics.miou_fg}, improved)
+        registry.hook.harness_epoch_end(run=info, epoch=epoch, values=values)
+        if warmup.finished:
+            plateau.step(current)
+        if stale >= cfg.train.early_stop_patience or budget.exhausted():
+            break
+
+
+def execute(resolved: Resolved, store_path: str | Path, registry, *, progress: bool = False) -> RunResult:
+    """Run one resolved config end to end and record it in the store at `store_path`.
+
+    Everything that can fail on bad input (data, plugins, device) happens before the store is opened,
+    so bad input never writes to it. Ctrl-C records the run as 'interrupted' (keeping its best
+    checkpoint) and re-raises; an exception in training records it as 'failed' and re-raises.
+    """
+    started = time.monotonic()
+    budget = Budget(resolved.config.train.max_minutes)  # counts data loading and model building too
+    prep = prepare(resolved)
+    if resolved.config.train.channels_last:
+        prep.model.to(memory_format=torch.channels_last)
+    prep.model.to(prep.device)
+    prep.loss_fn.to(prep.device)
+    with RunStore(store_path) as store:
+        return _train_recorded(resolved, prep, store, registry, started, budget, progress)
+
+
+def _train_recorded(
+    resolved, prep, store: RunStore, registry, started: float, budget: Budget, progress: bool
+):
+    cfg = resolved.config
+    run_id = new_run_id(cfg.arch.name)
+    config_dict = cfg.model_dump(mode="json")
+    info = RunInfo(run_id, config_dict, store.run_dir(run_id), str(prep.device), store.path)
+    store.start_run(
+        run_id=run_id,
+        config=config_dict,
+        config_hash=resolved.hash,
+        seed=cfg.seed,
+        arch=cfg.arch.name,
+        loss=cfg.loss.name,
+        balancer=cfg.balancer.name,
+        dataset_id=prep.data.dataset_id,
+        device=str(prep.device),
+        torch_version=torch.__version__,
+        params=prep.params,
+        gflops=prep.gflops,
+        class_names=list(prep.data.class_names),
+    )
+    info.run_dir.mkdir(parents=True, exist_ok=True)
+    state = LoopState()
+    status, error = "failed", None
+    try:
+        registry.hook.harness_run_start(run=info)
+        steps = steps_per_epoch(len(prep.train_images), cfg.train.batch_size)
+        with ConsoleProgress(cfg.train.epochs, steps) if progress else nullcontext() as bar:
+            run_loop(resolved, prep, info, store, registry, state, budget, bar)
+        status = "finished" if state.best_metrics is not None else "failed"
+        error = None if state.best_metrics is not None else "no epoch produced a validation score"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        checkpoint = info.run_dir / CHECKPOINT_NAME
+        store.finish_run(
+            run_id,
+            status=status,
+            metrics=state.best_metrics,
+            epochs=state.epochs,
+            best_epoch=state.best_epoch,
+            wall_time=time.monotonic() - started,
+            train_img_s=state.img_s,
+            error=error,
+            checkpoint=str(checkpoint) if checkpoint.exists() else None,
+        )
+        registry.hook.harness_run_end(run=info, status=status, metrics=state.best_metrics)
+    return RunResult(
+        run_id=run_id,
+        status=status,
+        metrics=state.best_metrics,
+        epochs=state.epochs,
+        best_epoch=state.best_epoch,
+        wall_time=time.monotonic() - started,
+        train_img_s=state.img_s,
+        checkpoint=info.run_dir / CHECKPOINT_NAME,
+        config=config_dict,
+        history=state.history,
+    )

@@ -1,0 +1,76 @@
+"""Pixel-wise cross-entropy with ignored class, class weights and label smoothing."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from harness import hookimpl
+from harness.errors import ConfigError
+from harness.specs import LossSpec
+
+
+class CrossEntropyParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Mass moved from the true class.")
+    weights: list[float] | None = Field(
+        None, description="Manual per-class weights (one per class); default: the balancer's, if any."
+    )
+
+
+class CrossEntropy(nn.Module):
+    """Mean over non-ignored pixels, weighted; all pixels ignored gives 0 with zero gradient, not NaN."""
+
+    def __init__(self, params: CrossEntropyParams, ignore_index: int | None, weights: torch.Tensor | None):
+        super().__init__()
+        self.label_smoothing = params.label_smoothing
+        self.ignore_index = -100 if ignore_index is None else ignore_index
+        self.register_buffer("weights", weights, persistent=False)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        per_pixel = F.cross_entropy(
+            logits.float(),
+            target,
+            weight=self.weights,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+            reduction="none",
+        )
+        valid = target != self.ignore_index
+        if self.weights is None:
+            denominator = valid.sum()
+        else:
+            denominator = (self.weights[target.clamp(0, len(self.weights) - 1)] * valid).sum()
+        return per_pixel.sum() / denominator.clamp_min(1e-8)
+
+
+def build(
+    params: CrossEntropyParams,
+    *,
+    num_classes: int,
+    ignore_index: int | None,
+    class_weights: torch.Tensor | None,
+) -> nn.Module:
+    weights = class_weights
+    if params.weights is not None:
+        if len(params.weights) != num_classes:
+            raise ConfigError(
+                f"loss 'ce': weights has {len(params.weights)} values; expected {num_classes} (one per class)"
+            )
+        weights = torch.tensor(params.weights, dtype=torch.float32)
+    return CrossEntropy(params, ignore_index, weights)
+
+
+@hookimpl
+def harness_losses() -> list[LossSpec]:
+    return [
+        LossSpec(
+            name="ce",
+            summary="Cross-entropy over non-ignored pixels (class weights, label smoothing)",
+            params=CrossEntropyParams,
+            build=build,
+        )
+    ]
