@@ -125,10 +125,24 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--device", default="auto")
 
 
+def _add_check_plugin(sub) -> None:
+    p = sub.add_parser(
+        "check-plugin",
+        help="run the conformance kit on a plugin",
+        description="Run the conformance kit (the checks CI runs on built-ins) on any installed plugin.",
+    )
+    _common(p)
+    p.add_argument("name", help="plugin name, e.g. unet (see `harness list`)")
+    p.add_argument(
+        "--kind", choices=("architecture", "loss", "balancer"), help="when a name exists in several kinds"
+    )
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="harness", description="Plugin-based benchmark harness for semantic segmentation.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
-    for add in (_add_run, _add_list, _add_leaderboard, _add_predict, _add_evaluate):
+    for add in (_add_run, _add_list, _add_leaderboard, _add_predict, _add_evaluate, _add_check_plugin):
         add(sub)
     return parser
 
@@ -142,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         from harness import commands
 
-        handler = {"list": commands.list_}.get(args.command) or getattr(commands, args.command)
+        handler = {"list": commands.list_, "check-plugin": commands.check_plugin}.get(
+            args.command
+        ) or getattr(commands, args.command)
         return handler(args)
     except HarnessError as exc:
         err.print(f"harness: error: {exc}", markup=False)

@@ -17,6 +17,7 @@ from harness import api
 from harness.config import build_config, read_toml, resolve
 from harness.cost import count_params, forward_gflops
 from harness.errors import HarnessError
+from harness.parsing import did_you_mean
 from harness.plugins import Registry, load_plugins, parse_blocked
 from harness.train import execute
 from leaderboard.store import RunStore, resolve_store_path
@@ -42,6 +43,12 @@ def _registry(args: argparse.Namespace) -> Registry:
     for problem in registry.problems:
         err.print(f"harness: warning: {problem}", markup=False)
     return registry
+
+
+def _wide_console() -> Console:
+    """A console that does not squash wide tables into 80 columns when output goes to a file or pipe."""
+    console = Console(highlight=False)
+    return console if console.is_terminal else Console(highlight=False, width=200)
 
 
 def _print_json(value: Any) -> None:
@@ -163,7 +170,7 @@ def list_(args: argparse.Namespace) -> int:
         if row["kind"] == "architecture" and row.get("params_count") is not None:
             params += f"\n[{row['params_count'] / 1e6:.2f} M params, {row['gflops']:.2f} GFLOPs at 1x64x128]"
         table.add_row(row["kind"], row["name"], row["summary"], row["provider"], params)
-    Console(highlight=False).print(table)
+    _wide_console().print(table)
     return 0
 
 
@@ -179,7 +186,7 @@ def leaderboard(args: argparse.Namespace) -> int:
         print(f"no {args.status if status else ''} runs in {path} yet: try `harness run`".replace("  ", " "))
         return 0
     class_names = runs[0]["class_names"] if runs else []
-    text = render(rows, args.format, class_names)
+    text = render(rows, args.format, class_names, console=_wide_console())
     if text is not None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
@@ -208,5 +215,38 @@ def evaluate(args: argparse.Namespace) -> int:
     table.add_row("pixel accuracy", _fmt(result["pixel_accuracy"]))
     for name, value in result["iou"].items():
         table.add_row(f"IoU {name}", _fmt(value))
-    Console(highlight=False).print(table)
+    _wide_console().print(table)
     return 0
+
+
+def check_plugin(args: argparse.Namespace) -> int:
+    from harness.conformance import CHECKS_BY_KIND, run_checks
+    from harness.errors import PluginError
+
+    registry = _registry(args)
+    kinds = [args.kind] if args.kind else list(CHECKS_BY_KIND)
+    specs = [registry.get(kind, args.name) for kind in kinds if args.name in registry.specs[kind]]
+    if not specs:
+        if args.kind:
+            registry.get(args.kind, args.name)  # raises with a did-you-mean
+        names = sorted({e.spec.name for kind in kinds for e in registry.all(kind)})
+        hint = did_you_mean(args.name, names)
+        raise PluginError(
+            f"no architecture, loss or balancer named '{args.name}'{hint} (choices: {', '.join(names)})"
+        )
+    results = [
+        {"kind": spec.kind, "name": spec.name, "check": check, "passed": passed, "note": note}
+        for spec in specs
+        for check, passed, note in run_checks(spec)
+    ]
+    if args.format == "json":
+        _print_json(results)
+    else:
+        table = Table(title=f"conformance of '{args.name}'")
+        for column in ("kind", "check", "result", "note"):
+            table.add_column(column, overflow="fold")
+        for row in results:
+            verdict = "[green]pass[/]" if row["passed"] else "[red]FAIL[/]"
+            table.add_row(row["kind"], row["check"], verdict, row["note"])
+        _wide_console().print(table)
+    return 0 if all(row["passed"] for row in results) else EXIT_FAILED

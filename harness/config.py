@@ -57,6 +57,9 @@ class TrainConfig(Strict):
     plateau_factor: float = Field(0.5, gt=0, lt=1, description="LR multiplier on a plateau.")
     min_lr: float = Field(1e-5, ge=0, description="LR floor for the plateau schedule.")
     early_stop_patience: int = Field(8, ge=1, description="Epochs without mIoU gain before stopping.")
+    deep_supervision_weights: list[float] | None = Field(
+        None, description="Loss weight per deep-supervision output, coarse to final (None: equal)."
+    )
     grad_clip: float | None = Field(1.0, gt=0, description="Max gradient norm (None: no clipping).")
     amp: bool = Field(True, description="Mixed precision (bf16) where the device supports it.")
     channels_last: bool = Field(True, description="Use the channels-last memory format.")
@@ -187,6 +190,11 @@ class Resolved(BaseModel):
     @property
     def hash(self) -> str:
         return config_hash(self.config)
+
+    @property
+    def multiple(self) -> int:
+        """H and W must be multiples of this for the chosen architecture and its params."""
+        return self.arch.multiple(self.arch_params)
 
 
 def dataset_for(source: str, registry: Any) -> Any | None:

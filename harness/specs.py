@@ -84,16 +84,36 @@ class ArchitectureSpec(PluginSpec):
     The module maps (B, in_channels, H, W) float images to (B, num_classes, H, W) logits. Flags:
     - deep_supervision: in training mode the module returns a list of logits (coarse to final), each
       at the input's resolution; the loop averages the loss over them. In eval mode it returns one tensor.
-    - input_multiple: H and W must be multiples of this; the harness pads (reflect) and crops.
+    - input_multiple: H and W must be multiples of this (an int or a function of the params); the
+      harness pads (reflect) and crops, and the module itself raises a ValueError naming the multiple
+      when called on another size.
     - instance_based: in training mode the module is called as `module(images, masks)` with the
       semantic masks and returns a dict of named scalar losses that the loop sums; in eval mode it
       returns logits like every other architecture.
+    - compiles: the module goes through `torch.compile` (False declares that it does not).
     """
 
     kind: ClassVar[str] = "architecture"
     deep_supervision: bool = False
-    input_multiple: int = Field(1, ge=1)
+    input_multiple: int | Callable[[Any], int] = Field(
+        1, description="H and W must be multiples of this: an int, or a function of the params (depth...)."
+    )
     instance_based: bool = False
+    compiles: bool = Field(
+        True, description="The model goes through torch.compile (the kit checks the claim)."
+    )
+    params_count: int | None = Field(
+        None, ge=0, description="Declared trainable parameters with default params (the kit checks it)."
+    )
+
+    def multiple(self, params: BaseModel) -> int:
+        """The size multiple for these params (the harness pads inputs up to it)."""
+        value = self.input_multiple(params) if callable(self.input_multiple) else self.input_multiple
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(
+                f"architecture '{self.name}': input_multiple gave {value!r}; expected an int >= 1"
+            )
+        return value
 
 
 class BlockSpec(PluginSpec):

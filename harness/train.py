@@ -212,7 +212,13 @@ def compute_loss(resolved: Resolved, model: nn.Module, loss_fn: nn.Module, x, ta
         return sum(losses.values())
     out = forward_logits(model, x, multiple)
     if resolved.arch.deep_supervision:
-        return sum(loss_fn(o.float(), target) for o in out) / len(out)
+        weights = resolved.config.train.deep_supervision_weights or [1.0] * len(out)
+        if len(weights) != len(out):
+            raise ConfigError(
+                f"train.deep_supervision_weights has {len(weights)} values; '{resolved.arch.name}' gives "
+                f"{len(out)} outputs"
+            )
+        return sum(w * loss_fn(o, target) for w, o in zip(weights, out, strict=True)) / sum(weights)
     return loss_fn(out.float(), target)
 
 
@@ -252,7 +258,7 @@ def train_one_epoch(
         target = masks[idx].long()
         warmup.step()
         with autocast_for(device, prep.amp_dtype):
-            loss = compute_loss(resolved, net, prep.loss_fn, x, target, resolved.arch.input_multiple)
+            loss = compute_loss(resolved, net, prep.loss_fn, x, target, resolved.multiple)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -387,7 +393,7 @@ def run_loop(
             prep.val_images,
             prep.val_masks,
             norm=prep.norm,
-            multiple=resolved.arch.input_multiple,
+            multiple=resolved.multiple,
             num_classes=prep.data.num_classes,
             ignore_index=cfg.data.ignore_index,
             device=device,

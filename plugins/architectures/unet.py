@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from harness import hookimpl
 from harness.specs import ArchitectureSpec
+from plugins.architectures.layers import DoubleConv, Norm, check_input_size
 
 
 class UNetParams(BaseModel):
@@ -17,39 +16,14 @@ class UNetParams(BaseModel):
 
     depth: int = Field(4, ge=1, le=6, description="Number of 2x down-sampling steps.")
     width: int = Field(16, ge=4, le=128, description="Channels of the first level; doubled at each level.")
-    norm: Literal["batch", "group", "instance", "none"] = Field("batch", description="Normalisation layer.")
+    norm: Norm = Field("batch", description="Normalisation layer.")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Channel dropout in the bottleneck.")
-
-
-def norm_layer(kind: str, channels: int) -> nn.Module:
-    """The normalisation named by `kind` for `channels` feature maps."""
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    if kind == "group":
-        return nn.GroupNorm(min(8, channels), channels)
-    if kind == "instance":
-        return nn.InstanceNorm2d(channels, affine=True)
-    return nn.Identity()
-
-
-class DoubleConv(nn.Sequential):
-    """Two 3x3 conv + norm + ReLU; bias is dropped when a norm follows (it would cancel it)."""
-
-    def __init__(self, in_channels: int, out_channels: int, norm: str):
-        bias = norm == "none"
-        super().__init__(
-            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias),
-            norm_layer(norm, out_channels),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=bias),
-            norm_layer(norm, out_channels),
-            nn.ReLU(inplace=True),
-        )
 
 
 class UNet(nn.Module):
     def __init__(self, params: UNetParams, in_channels: int, num_classes: int):
         super().__init__()
+        self.multiple = 2**params.depth
         widths = [params.width * 2**level for level in range(params.depth + 1)]
         self.encoders = nn.ModuleList()
         previous = in_channels
@@ -68,6 +42,7 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(widths[0], num_classes, 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_input_size(images, self.multiple, "unet")
         skips = []
         x = images
         for encoder in self.encoders:
@@ -92,7 +67,7 @@ def harness_architectures() -> list[ArchitectureSpec]:
             summary="U-Net (Ronneberger 2015): encoder-decoder with skip connections",
             params=UNetParams,
             build=build,
-            # Four 2x poolings need sizes divisible by 16 at the default depth; the harness pads.
-            input_multiple=2**6,
+            input_multiple=lambda params: 2**params.depth,
+            params_count=1_942_357,
         )
     ]
