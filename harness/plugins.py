@@ -27,6 +27,11 @@ AUTOLOAD_ENV = "HARNESS_DISABLE_PLUGIN_AUTOLOAD"
 
 DEFAULT_PLUGINS = (
     "plugins.architectures.unet",
+    "plugins.architectures.unetpp",
+    "plugins.architectures.attunet",
+    "plugins.architectures.segnet",
+    "plugins.architectures.deeplab",
+    "plugins.architectures.r2unet",
     "plugins.losses.ce",
     "plugins.balancers.none",
     "plugins.datasets.synthetic",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
@@ -20,29 +22,44 @@ class UNetParams(BaseModel):
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Channel dropout in the bottleneck.")
 
 
+BlockFactory = Callable[[int, int], nn.Module]  # (in_channels, out_channels) -> block keeping H, W
+GateFactory = Callable[[int, int], nn.Module]  # (skip_channels, gating_channels) -> module(skip, gating)
+
+
 class UNet(nn.Module):
-    def __init__(self, params: UNetParams, in_channels: int, num_classes: int):
+    """The U-Net skeleton: `block` builds every conv stage, an optional `gate` filters each skip.
+
+    U-Net variants (R2U-Net's recurrent blocks, Attention U-Net's gates) reuse this skeleton with their
+    own factories, so only what differs is written twice. `params` needs depth, width, norm, dropout.
+    """
+
+    def __init__(
+        self,
+        params: BaseModel,
+        in_channels: int,
+        num_classes: int,
+        *,
+        block: BlockFactory | None = None,
+        gate: GateFactory | None = None,
+        name: str = "unet",
+    ):
         super().__init__()
-        self.multiple = 2**params.depth
+        self.name, self.multiple = name, 2**params.depth
+        block = block or (lambda a, b: DoubleConv(a, b, params.norm))
         widths = [params.width * 2**level for level in range(params.depth + 1)]
-        self.encoders = nn.ModuleList()
-        previous = in_channels
-        for width in widths[:-1]:
-            self.encoders.append(DoubleConv(previous, width, params.norm))
-            previous = width
-        self.pool = nn.MaxPool2d(2)
-        self.bottleneck = nn.Sequential(
-            DoubleConv(widths[-2], widths[-1], params.norm), nn.Dropout2d(params.dropout)
+        self.encoders = nn.ModuleList(
+            block(a, b) for a, b in zip([in_channels, *widths[:-2]], widths[:-1], strict=True)
         )
-        self.ups = nn.ModuleList()
-        self.decoders = nn.ModuleList()
-        for level in reversed(range(params.depth)):
-            self.ups.append(nn.ConvTranspose2d(widths[level + 1], widths[level], 2, stride=2))
-            self.decoders.append(DoubleConv(2 * widths[level], widths[level], params.norm))
+        self.pool = nn.MaxPool2d(2)
+        self.bottleneck = nn.Sequential(block(widths[-2], widths[-1]), nn.Dropout2d(params.dropout))
+        levels = list(reversed(range(params.depth)))
+        self.gates = nn.ModuleList(gate(widths[i], widths[i + 1]) for i in levels) if gate else None
+        self.ups = nn.ModuleList(nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in levels)
+        self.decoders = nn.ModuleList(block(2 * widths[i], widths[i]) for i in levels)
         self.head = nn.Conv2d(widths[0], num_classes, 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        check_input_size(images, self.multiple, "unet")
+        check_input_size(images, self.multiple, self.name)
         skips = []
         x = images
         for encoder in self.encoders:
@@ -50,7 +67,11 @@ class UNet(nn.Module):
             skips.append(x)
             x = self.pool(x)
         x = self.bottleneck(x)
-        for up, decoder, skip in zip(self.ups, self.decoders, reversed(skips), strict=True):
+        for level, (up, decoder, skip) in enumerate(
+            zip(self.ups, self.decoders, reversed(skips), strict=True)
+        ):
+            if self.gates is not None:
+                skip = self.gates[level](skip, x)
             x = decoder(torch.cat([up(x), skip], dim=1))
         return self.head(x)
 

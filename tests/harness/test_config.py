@@ -84,7 +84,7 @@ def test_set_reaches_plugin_params(registry):
 def test_unknown_architecture_did_you_mean(registry):
     config, cli = build_config({"arch": {"name": "unett"}})
     with pytest.raises(
-        PluginError, match=r"^unknown architecture 'unett'; did you mean 'unet'\? \(choices: unet"
+        PluginError, match=r"^unknown architecture 'unett'; did you mean 'unet'\? \(choices: attunet, deeplab, .*unet"
     ):
         resolve(config, registry, cli)
 
