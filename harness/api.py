@@ -20,10 +20,11 @@ from torch import nn
 
 from harness.config import Resolved, RunConfig, build_config, dataset_for, resolve
 from harness.data import SegmentationData, load_npz
+from harness.device import pick_amp_dtype, pick_device
 from harness.errors import DataError, HarnessError
 from harness.infer import Normalisation, load_checkpoint, predict_masks, score
 from harness.plugins import Registry, load_plugins
-from harness.train import RunResult, execute, pick_amp_dtype, pick_device
+from harness.train import RunResult, execute
 from leaderboard.store import RunStore, resolve_store_path
 from leaderboard.table import leaderboard_frame, leaderboard_rows
 

@@ -6,6 +6,7 @@ the whole dataset as uint8 tensors on the device and does not sync the host insi
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import secrets
@@ -23,8 +24,10 @@ from torch import nn
 from harness.config import Resolved
 from harness.cost import count_params, forward_gflops
 from harness.data import SegmentationData, augmenter, load_npz, split
+from harness.device import pick_amp_dtype, pick_device
 from harness.errors import ConfigError, DataError
-from harness.infer import Normalisation, autocast_for, forward_logits, save_checkpoint, score
+from harness.infer import Normalisation, autocast_for, forward_logits, pad_to_multiple, save_checkpoint, score
+from harness.progress import ConsoleProgress
 from leaderboard.store import RunStore
 
 CHECKPOINT_NAME = "best.pt"
@@ -59,45 +62,6 @@ class RunResult:
     @property
     def miou(self) -> float | None:
         return (self.metrics or {}).get("miou_an2dl")
-
-
-def pick_device(name: str) -> torch.device:
-    """`auto` picks cuda > mps > cpu; an explicit device that is not available is a ConfigError."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device '{name}' (choices: auto, cpu, cuda, cuda:N, mps)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device '{name}' requested but CUDA is not available here (use --device cpu)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device '{name}' requested but MPS is not available here (use --device cpu)")
-    return device
-
-
-def _cpu_has_bf16() -> bool:
-    # Without native bf16 instructions the CPU emulates it and autocast is slower than float32.
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def pick_amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """bf16 autocast where the device runs it natively; None means full float32."""
-    if not enabled:
-        return None
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    if device.type == "cpu":
-        return torch.bfloat16 if _cpu_has_bf16() else None
-    return None
 
 
 def seed_everything(seed: int) -> None:
@@ -144,6 +108,22 @@ class Prepared:
     gflops: float | None
 
 
+def _check_supervision_weights(resolved: Resolved, model: nn.Module, data: SegmentationData) -> None:
+    """Catch a wrong number of deep-supervision weights before the run is recorded, not at step one."""
+    weights = resolved.config.train.deep_supervision_weights
+    if not (resolved.arch.deep_supervision and weights):
+        return
+    probe = copy.deepcopy(model).train()  # a copy: the probe must not touch the real BatchNorm statistics
+    with torch.no_grad():
+        x, _ = pad_to_multiple(torch.zeros(2, 1, *data.images.shape[-2:]), resolved.multiple)
+        outputs = len(probe(x))
+    if len(weights) != outputs:
+        raise ConfigError(
+            f"train.deep_supervision_weights has {len(weights)} values; '{resolved.arch.name}' "
+            f"with these params gives {outputs} outputs"
+        )
+
+
 def prepare(resolved: Resolved) -> Prepared:
     """Load, split and balance the data; build model and loss; measure the model's cost."""
     cfg = resolved.config
@@ -166,6 +146,7 @@ def prepare(resolved: Resolved) -> Prepared:
         ignore_index=cfg.data.ignore_index,
         class_weights=balanced.class_weights,
     )
+    _check_supervision_weights(resolved, model, data)
     params = count_params(model)
     try:
         gflops = forward_gflops(model)
@@ -213,11 +194,6 @@ def compute_loss(resolved: Resolved, model: nn.Module, loss_fn: nn.Module, x, ta
     out = forward_logits(model, x, multiple)
     if resolved.arch.deep_supervision:
         weights = resolved.config.train.deep_supervision_weights or [1.0] * len(out)
-        if len(weights) != len(out):
-            raise ConfigError(
-                f"train.deep_supervision_weights has {len(weights)} values; '{resolved.arch.name}' gives "
-                f"{len(out)} outputs"
-            )
         return sum(w * loss_fn(o, target) for w, o in zip(weights, out, strict=True)) / sum(weights)
     return loss_fn(out.float(), target)
 
@@ -297,57 +273,6 @@ class Warmup:
 
 def steps_per_epoch(count: int, batch: int) -> int:
     return max(count // batch, 1)
-
-
-class ConsoleProgress:
-    """A rich progress bar over the training steps of the current epoch, and one line per epoch."""
-
-    def __init__(self, total_epochs: int, steps: int):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.total_epochs, self.steps = total_epochs, steps
-        self.bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[status]}"),
-            transient=True,
-        )
-        self.task = None
-
-    def __enter__(self) -> ConsoleProgress:
-        self.bar.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.bar.stop()
-
-    def start_epoch(self, epoch: int, state: LoopState) -> None:
-        status = ""
-        if state.history:
-            last = state.history[-1]
-            status = (
-                f"loss {last['train_loss']:.4f} | val mIoU {last['val_miou'] or 0:.4f} "
-                f"(best {state.best_score:.4f}) | {last['img_s']:.0f} img/s"
-            )
-        if self.task is not None:
-            self.bar.remove_task(self.task)
-        self.task = self.bar.add_task(f"epoch {epoch}/{self.total_epochs}", total=self.steps, status=status)
-
-    def advance(self) -> None:
-        self.bar.advance(self.task)
-
-    def epoch_line(self, values: dict[str, Any], best: bool) -> None:
-        mark = " *" if best else ""
-        self.bar.console.print(
-            f"epoch {values['epoch']:>3}  loss {values['train_loss']:.4f}  "
-            f"val loss {values['val_loss']:.4f}  "
-            f"val mIoU {values['val_miou']:.4f}  fg {values['val_miou_fg']:.4f}  "
-            f"lr {values['lr']:.2e}  {values['img_s']:.0f} img/s{mark}",
-            soft_wrap=True,
-        )
-        self.bar.console.file.flush()  # epoch lines reach a log file as they happen
 
 
 def _nan_to_none(value: float) -> float | None:

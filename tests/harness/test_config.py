@@ -83,9 +83,8 @@ def test_set_reaches_plugin_params(registry):
 
 def test_unknown_architecture_did_you_mean(registry):
     config, cli = build_config({"arch": {"name": "unett"}})
-    with pytest.raises(
-        PluginError, match=r"^unknown architecture 'unett'; did you mean 'unet'\? \(choices: attunet, deeplab, .*unet"
-    ):
+    expected = r"^unknown architecture 'unett'; did you mean 'unet'\? \(choices: attunet, deeplab, .*unet"
+    with pytest.raises(PluginError, match=expected):
         resolve(config, registry, cli)
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from harness import api, hookimpl
+from harness.errors import ConfigError
 from harness.infer import load_checkpoint
 from harness.plugins import load_plugins
 from leaderboard.store import RunStore
@@ -176,3 +177,18 @@ def test_cuda_run_and_predict(store_path):
         assert store.get_run(result.run_id)["device"].startswith("cuda")
     masks = api.predict(result.run_id, "synthetic", store=store_path, device="cuda")
     assert masks.min() >= 1
+
+
+def test_deep_supervision_weights_apply_and_are_checked_before_recording(store_path, third_party):
+    third_party({"deep": DEEP})
+    config = tiny(weight_decay=0.0, deep_supervision_weights=[0.0, 1.0])
+    config["arch"] = {"name": "twoheads"}
+    result = api.run(config, store=store_path, plugins=load_plugins())
+    model = api.load_run(result.run_id, store=store_path, plugins=load_plugins()).model
+    assert torch.equal(model.coarse.weight, model.coarse_init)  # weight 0: the coarse head never learns
+
+    other_store = store_path.parent / "other.sqlite"
+    config["train"]["deep_supervision_weights"] = [1.0, 1.0, 1.0]
+    with pytest.raises(ConfigError, match="has 3 values; 'twoheads' with these params gives 2 outputs"):
+        api.run(config, store=other_store, plugins=load_plugins())
+    assert not other_store.exists()
