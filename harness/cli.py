@@ -10,6 +10,7 @@ import json
 import sys
 from typing import Any
 
+from harness.config import settings_help
 from harness.errors import HarnessError
 
 EXIT_BAD_INPUT = 2
@@ -39,7 +40,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _add_run(sub) -> None:
     p = sub.add_parser(
-        "run", help="train and record one run", description="Train one configuration and record it."
+        "run",
+        help="train and record one run",
+        description="Train one configuration and record it.",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(p)
     p.add_argument("--arch", help="architecture name (see `harness list --kind architecture`); default unet")

@@ -79,6 +79,28 @@ class RunConfig(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
 
 
+def settings_help() -> str:
+    """Every `--set` key with its default and description, generated from the models (for `--help`)."""
+    lines = ["settings (--set KEY=VALUE or the TOML file):"]
+    for name, field in RunConfig.model_fields.items():
+        annotation = field.annotation
+        if (
+            isinstance(annotation, type)
+            and issubclass(annotation, BaseModel)
+            and annotation is not PluginChoice
+        ):
+            for key, sub in annotation.model_fields.items():
+                default = sub.get_default(call_default_factory=True)
+                lines.append(f"  {name}.{key} = {default!r}  {sub.description or ''}")
+        elif annotation is PluginChoice:
+            lines.append(f"  {name}.name, {name}.params.KEY  the {name} plugin and its parameters")
+        else:
+            lines.append(
+                f"  {name} = {field.get_default(call_default_factory=True)!r}  {field.description or ''}"
+            )
+    return "\n".join(lines)
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
     """The TOML file as a dict; a missing or malformed file is one ConfigError line."""
     path = Path(path)

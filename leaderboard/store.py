@@ -18,13 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-try:
-    from harness.errors import HarnessError
-except ImportError:  # the package must stay importable on its own, e.g. for reading stores offline
-
-    class HarnessError(Exception):  # type: ignore[no-redef]
-        """Stand-in for ``harness.errors.HarnessError``."""
-
+from harness.errors import HarnessError
 
 DEFAULT_STORE = "runs/harness.sqlite"
 STORE_ENV = "HARNESS_STORE"
