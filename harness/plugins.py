@@ -33,6 +33,10 @@ DEFAULT_PLUGINS = (
     "plugins.architectures.deeplab",
     "plugins.architectures.r2unet",
     "plugins.losses.ce",
+    "plugins.losses.dice",
+    "plugins.losses.focal",
+    "plugins.losses.tversky",
+    "plugins.losses.lovasz",
     "plugins.balancers.none",
     "plugins.datasets.synthetic",
 )
