@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/harness run --arch unet --loss ce --balancer none --epochs 3 --store runs/demo.sqlite
-	$(BIN)/harness leaderboard --store runs/demo.sqlite
+	$(BIN)/harness run --arch unet --loss ce --balancer none --epochs 5
+	$(BIN)/harness leaderboard
 
 test: setup
 	$(BIN)/ruff check .

@@ -37,6 +37,7 @@ DEFAULT_PLUGINS = (
     "plugins.losses.focal",
     "plugins.losses.tversky",
     "plugins.losses.lovasz",
+    "plugins.losses.combo",
     "plugins.balancers.none",
     "plugins.datasets.synthetic",
 )
@@ -170,6 +171,14 @@ def _add(registry: Registry, kind: str, spec: PluginSpec, provider: str, builtin
     registry.problems.append(f"duplicate {kind} name '{spec.name}' from {' and '.join(providers)}")
 
 
+_ACTIVE: Registry | None = None
+
+
+def active_registry() -> Registry:
+    """The registry loaded last (loading the default one if none was): for plugins that compose others."""
+    return _ACTIVE if _ACTIVE is not None else load_plugins()
+
+
 def load_plugins(blocked: Iterable[str] = (), autoload: bool | None = None) -> Registry:
     """Load built-ins and (unless disabled) entry-point plugins; validate every spec.
 
@@ -191,6 +200,8 @@ def load_plugins(blocked: Iterable[str] = (), autoload: bool | None = None) -> R
         _load_entry_points(manager, problems)
     registry = Registry(manager=manager, problems=problems)
     _collect(registry, set(DEFAULT_PLUGINS))
+    global _ACTIVE
+    _ACTIVE = registry
     return registry
 
 

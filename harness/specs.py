@@ -135,6 +135,9 @@ class LossSpec(PluginSpec):
 
     kind: ClassVar[str] = "loss"
     needs_distance_maps: bool = False
+    scheduled: bool = Field(
+        False, description="The module has set_epoch(epoch), called by the loop before each epoch (from 1)."
+    )
 
 
 @dataclass

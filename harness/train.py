@@ -305,6 +305,8 @@ def run_loop(
     net = torch.compile(model) if cfg.train.compile else model
     stale = 0
     for epoch in range(1, cfg.train.epochs + 1):
+        if resolved.loss.scheduled:
+            prep.loss_fn.set_epoch(epoch)
         if progress is not None:
             progress.start_epoch(epoch, state)
         train_loss, seen, seconds = train_one_epoch(

@@ -16,6 +16,12 @@ class CrossEntropyParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="Mass moved from the true class.")
+    ohem: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="Online hard example mining: average only the hardest fraction of the batch's pixels.",
+    )
     weights: list[float] | None = Field(
         None, description="Manual per-class weights (one per class); default: the balancer's, if any."
     )
@@ -26,7 +32,7 @@ class CrossEntropy(nn.Module):
 
     def __init__(self, params: CrossEntropyParams, ignore_index: int | None, weights: torch.Tensor | None):
         super().__init__()
-        self.label_smoothing = params.label_smoothing
+        self.label_smoothing, self.ohem = params.label_smoothing, params.ohem
         self.ignore_index = -100 if ignore_index is None else ignore_index
         self.register_buffer("weights", weights, persistent=False)
 
@@ -41,10 +47,16 @@ class CrossEntropy(nn.Module):
         )
         valid = target != self.ignore_index
         if self.weights is None:
-            denominator = valid.sum()
+            pixel_weight = valid.float()
         else:
-            denominator = (self.weights[target.clamp(0, len(self.weights) - 1)] * valid).sum()
-        return per_pixel.sum() / denominator.clamp_min(1e-8)
+            pixel_weight = self.weights[target.clamp(0, len(self.weights) - 1)] * valid
+        if self.ohem is not None:
+            # k from the batch size, not from the valid count, keeps shapes static (no host sync);
+            # ignored pixels have loss 0, so they are the last to be picked.
+            k = max(1, int(self.ohem * per_pixel.numel()))
+            per_pixel, index = per_pixel.flatten().topk(k)
+            pixel_weight = pixel_weight.flatten()[index]
+        return per_pixel.sum() / pixel_weight.sum().clamp_min(1e-8)
 
 
 def build(

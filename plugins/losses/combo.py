@@ -1,0 +1,126 @@
+"""A weighted sum of other registered losses, each with its own parameters and an optional weight ramp.
+
+`--loss combo --loss-param parts=ce:1,dice:1,focal:0.5` sums three losses; the report's
+dice+focal+boundary loss is one such sum. Part names are looked up in the plugin registry, so a
+third-party loss can be a part too, and are checked (with did-you-mean) before anything is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from torch import nn
+
+from harness import hookimpl
+from harness.errors import ConfigError
+from harness.specs import LossSpec
+
+
+def _parse_parts(value: Any) -> Any:
+    """'ce:1,dice:0.5' or ['ce:1', 'dice:0.5'] -> {'ce': 1.0, 'dice': 0.5}; dicts pass through."""
+    if isinstance(value, str):
+        value = [item for item in value.split(",") if item.strip()]
+    if isinstance(value, list):
+        parts = {}
+        for item in value:
+            name, sep, weight = str(item).partition(":")
+            try:
+                parts[name.strip()] = float(weight) if sep else 1.0
+            except ValueError:
+                raise ValueError(f"part '{item}' is not NAME:WEIGHT") from None
+        return parts
+    return value
+
+
+class ComboParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    parts: dict[str, float] = Field(
+        default_factory=lambda: {"ce": 1.0, "dice": 1.0},
+        description="Loss name -> weight, e.g. ce:1,dice:1,focal:0.5 (a weighted sum, not a mean).",
+        min_length=1,
+    )
+    params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description='Per-part parameters, e.g. {"focal": {"gamma": 3}}.'
+    )
+    ramp_epochs: dict[str, int] = Field(
+        default_factory=dict, description="Part -> epochs over which its weight ramps linearly up from 0."
+    )
+
+    _parse = field_validator("parts", mode="before")(_parse_parts)
+
+    @model_validator(mode="after")
+    def _known_parts(self) -> ComboParams:
+        from harness.plugins import active_registry
+
+        registry = active_registry()
+        for name in self.parts:
+            if name == "combo":
+                raise ConfigError("loss 'combo' cannot contain itself")
+            spec = registry.get("loss", name)  # unknown name: PluginError with did-you-mean
+            self.params[name] = spec.parse_params(self.params.get(name)).model_dump(mode="json")
+        for field, keys in (("params", self.params), ("ramp_epochs", self.ramp_epochs)):
+            stray = [key for key in keys if key not in self.parts]
+            if stray:
+                raise ConfigError(f"loss 'combo': {field} names '{stray[0]}', which is not among parts")
+        if any(epochs < 1 for epochs in self.ramp_epochs.values()):
+            raise ConfigError("loss 'combo': ramp_epochs must be at least 1")
+        return self
+
+
+class Combo(nn.Module):
+    """sum_i w_i(epoch) * loss_i(logits, target), with w_i ramping from 0 over its ramp epochs."""
+
+    def __init__(self, losses: dict[str, nn.Module], weights: dict[str, float], ramps: dict[str, int]):
+        super().__init__()
+        self.losses = nn.ModuleDict(losses)
+        self.weights, self.ramps = weights, ramps
+        self.epoch = 1
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def weight(self, name: str) -> float:
+        ramp = self.ramps.get(name)
+        scale = min(1.0, self.epoch / ramp) if ramp else 1.0
+        return self.weights[name] * scale
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return sum(self.weight(name) * loss(logits, target) for name, loss in self.losses.items())
+
+
+def build(
+    params: ComboParams, *, num_classes: int, ignore_index: int | None, class_weights: torch.Tensor | None
+) -> nn.Module:
+    from harness.plugins import active_registry
+
+    registry = active_registry()
+    losses = {}
+    for name in params.parts:
+        spec = registry.get("loss", name)
+        if spec.needs_distance_maps:
+            raise ConfigError(
+                f"loss 'combo': part '{name}' needs distance maps, which combo does not pass on yet"
+            )
+        losses[name] = spec.build(
+            spec.parse_params(params.params.get(name)),
+            num_classes=num_classes,
+            ignore_index=ignore_index,
+            class_weights=class_weights,
+        )
+    return Combo(losses, dict(params.parts), dict(params.ramp_epochs))
+
+
+@hookimpl
+def harness_losses() -> list[LossSpec]:
+    return [
+        LossSpec(
+            name="combo",
+            summary="Weighted sum of losses by name, e.g. parts=ce:1,dice:1,focal:0.5 (weights may ramp)",
+            params=ComboParams,
+            build=build,
+            scheduled=True,
+        )
+    ]
