@@ -214,6 +214,10 @@ class Resolved(BaseModel):
         return config_hash(self.config)
 
     @property
+    def needs_distance_maps(self) -> bool:
+        return self.loss.distance_maps(self.loss_params)
+
+    @property
     def multiple(self) -> int:
         """H and W must be multiples of this for the chosen architecture and its params."""
         return self.arch.multiple(self.arch_params)

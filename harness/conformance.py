@@ -13,6 +13,7 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
+from harness.distance import signed_distance_maps
 from harness.specs import ArchitectureSpec, BalancerSpec, LossSpec, PluginSpec
 
 NUM_CLASSES = 5
@@ -251,8 +252,11 @@ def _build_loss(spec: LossSpec, class_weights: torch.Tensor | None = None) -> nn
     )
 
 
-def _scalar_loss(loss_fn: nn.Module, logits, target) -> torch.Tensor:
-    value = loss_fn(logits, target)
+def _scalar_loss(spec: LossSpec, loss_fn: nn.Module, logits, target) -> torch.Tensor:
+    extra = ()
+    if spec.distance_maps(spec.parse_params()):
+        extra = (signed_distance_maps(target.to(torch.uint8), NUM_CLASSES, 0),)
+    value = loss_fn(logits, target, *extra)
     _require(isinstance(value, torch.Tensor) and value.dim() == 0, "the loss is not a scalar tensor")
     _require(bool(torch.isfinite(value)), f"the loss is not finite: {value}")
     return value
@@ -260,11 +264,11 @@ def _scalar_loss(loss_fn: nn.Module, logits, target) -> torch.Tensor:
 
 def check_loss_value(spec: LossSpec) -> str:
     logits, target = _loss_inputs()
-    value = _scalar_loss(_build_loss(spec), logits, target)
+    value = _scalar_loss(spec, _build_loss(spec), logits, target)
     value.backward()
     _require(bool(torch.isfinite(logits.grad).all()), "non-finite gradient")
     weighted = _build_loss(spec, torch.tensor([0.0, 1.0, 2.0, 1.0, 4.0]))
-    _scalar_loss(weighted, logits.detach(), target)
+    _scalar_loss(spec, weighted, logits.detach(), target)
     return f"{value.item():.4f} on random logits"
 
 
@@ -274,19 +278,19 @@ def check_loss_ignore_index(spec: LossSpec) -> None:
     target[:, :, :8] = 0
     changed = logits.detach().clone()
     changed[:, :, :, :8] += torch.randn_like(changed[:, :, :, :8]) * 5
-    base = _scalar_loss(loss_fn, logits.detach(), target)
+    base = _scalar_loss(spec, loss_fn, logits.detach(), target)
     _require(
-        torch.allclose(base, _scalar_loss(loss_fn, changed, target), atol=1e-5),
+        torch.allclose(base, _scalar_loss(spec, loss_fn, changed, target), atol=1e-5),
         "logits at ignored pixels changed the loss",
     )
     all_ignored = torch.zeros_like(target)
     logits.grad = None
-    _scalar_loss(loss_fn, logits, all_ignored).backward()
+    _scalar_loss(spec, loss_fn, logits, all_ignored).backward()
     _require(bool(torch.isfinite(logits.grad).all()), "non-finite gradient when every pixel is ignored")
     absent = target.clone()
     absent[absent == 4] = 1  # a class missing from the batch
     logits.grad = None
-    _scalar_loss(loss_fn, logits, absent).backward()
+    _scalar_loss(spec, loss_fn, logits, absent).backward()
     _require(
         bool(torch.isfinite(logits.grad).all()), "non-finite gradient with a class absent from the batch"
     )

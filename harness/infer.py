@@ -113,6 +113,7 @@ def score(
     batch_size: int = 256,
     amp_dtype: torch.dtype | None = None,
     loss_fn: nn.Module | None = None,
+    distances: torch.Tensor | None = None,
 ) -> tuple[Any, float | None]:
     """Validation metrics (one confusion matrix over all images) and the mean loss if loss_fn is given."""
     model.eval()
@@ -124,7 +125,8 @@ def score(
         with autocast_for(device, amp_dtype):
             logits = forward_logits(model, x, multiple)
         if loss_fn is not None:
-            loss_sum += loss_fn(logits.float(), target) * (part.stop - part.start)
+            extra = () if distances is None else (distances[part].to(device),)
+            loss_sum += loss_fn(logits.float(), target, *extra) * (part.stop - part.start)
         matrix.update(to_classes(logits.float(), ignore_index), target)
     mean_loss = float(loss_sum) / max(len(images), 1) if loss_fn is not None else None
     return matrix.compute(), mean_loss

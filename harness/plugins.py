@@ -37,6 +37,7 @@ DEFAULT_PLUGINS = (
     "plugins.losses.focal",
     "plugins.losses.tversky",
     "plugins.losses.lovasz",
+    "plugins.losses.boundary",
     "plugins.losses.combo",
     "plugins.balancers.none",
     "plugins.datasets.synthetic",

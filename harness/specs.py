@@ -128,13 +128,24 @@ class BlockSpec(PluginSpec):
 class LossSpec(PluginSpec):
     """A loss. `build(params, *, num_classes, ignore_index, class_weights) -> nn.Module`.
 
-    The module's forward is `(logits (B,K,H,W), target (B,H,W) int64) -> scalar tensor`; pixels whose
+    The module's forward is `(logits (B,K,H,W), target (B,H,W) int64) -> scalar tensor` (plus a third
+    argument, the target's signed distance maps, when `needs_distance_maps` holds); pixels whose
     target is `ignore_index` (None: no ignored class) contribute nothing; `class_weights` is a (K,)
     float tensor or None.
     """
 
     kind: ClassVar[str] = "loss"
-    needs_distance_maps: bool = False
+
+    def distance_maps(self, params: BaseModel) -> bool:
+        """Whether this loss, with these params, is called with distance maps."""
+        flag = self.needs_distance_maps
+        return bool(flag(params) if callable(flag) else flag)
+
+    needs_distance_maps: bool | Callable[[Any], bool] = Field(
+        False,
+        description="forward takes a third argument, the (B,K,H,W) signed distance maps of the target; "
+        "a bool or a function of the params (a composite loss needs them only if a part does).",
+    )
     scheduled: bool = Field(
         False, description="The module has set_epoch(epoch), called by the loop before each epoch (from 1)."
     )

@@ -25,6 +25,7 @@ from harness.config import Resolved
 from harness.cost import count_params, forward_gflops
 from harness.data import SegmentationData, augmenter, load_npz, split
 from harness.device import pick_amp_dtype, pick_device
+from harness.distance import signed_distance_maps
 from harness.errors import ConfigError, DataError
 from harness.infer import Normalisation, autocast_for, forward_logits, pad_to_multiple, save_checkpoint, score
 from harness.progress import ConsoleProgress
@@ -106,6 +107,8 @@ class Prepared:
     amp_dtype: torch.dtype | None
     params: int
     gflops: float | None
+    train_distances: torch.Tensor | None = None  # (N,K,H,W) float16, only for losses that need them
+    val_distances: torch.Tensor | None = None
 
 
 def _check_supervision_weights(resolved: Resolved, model: nn.Module, data: SegmentationData) -> None:
@@ -166,7 +169,17 @@ def prepare(resolved: Resolved) -> Prepared:
         amp_dtype=pick_amp_dtype(device, cfg.train.amp),
         params=params,
         gflops=gflops,
+        train_distances=_distances(resolved, balanced.masks),
+        val_distances=_distances(resolved, data.masks[val_idx]),
     )
+
+
+def _distances(resolved: Resolved, masks: torch.Tensor) -> torch.Tensor | None:
+    """Signed distance maps of `masks` when the loss needs them (computed once per mask set)."""
+    if not resolved.needs_distance_maps:
+        return None
+    cfg = resolved.config.data
+    return signed_distance_maps(masks, cfg.num_classes, cfg.ignore_index)
 
 
 @dataclass
@@ -186,16 +199,18 @@ class LoopState:
         return self.images_seen / self.train_seconds if self.train_seconds > 0 else None
 
 
-def compute_loss(resolved: Resolved, model: nn.Module, loss_fn: nn.Module, x, target, multiple: int):
-    """One training loss, following the architecture's capability flags (never its name)."""
+def compute_loss(
+    resolved: Resolved, model: nn.Module, loss_fn: nn.Module, x, target, multiple: int, extra=()
+):
+    """One training loss, following the capability flags (never the names); `extra` = distance maps."""
     if resolved.arch.instance_based:
         losses = model(x, target)
         return sum(losses.values())
     out = forward_logits(model, x, multiple)
     if resolved.arch.deep_supervision:
         weights = resolved.config.train.deep_supervision_weights or [1.0] * len(out)
-        return sum(w * loss_fn(o, target) for w, o in zip(weights, out, strict=True)) / sum(weights)
-    return loss_fn(out.float(), target)
+        return sum(w * loss_fn(o, target, *extra) for w, o in zip(weights, out, strict=True)) / sum(weights)
+    return loss_fn(out.float(), target, *extra)
 
 
 class Budget:
@@ -215,12 +230,15 @@ def train_one_epoch(
     """One pass over a freshly augmented, shuffled training set. Returns (mean loss, images, seconds)."""
     cfg = resolved.config.train
     device = prep.device
-    images, masks = prep.train_images, prep.train_masks
+    images, masks, distances = prep.train_images, prep.train_masks, prep.train_distances
     augment = augmenter(resolved.config.augment.preset, seed=resolved.config.seed * 1000 + epoch)
     if augment is not None:
         aug_images, aug_masks = augment(images.numpy(), masks.numpy())
         images, masks = torch.from_numpy(aug_images), torch.from_numpy(aug_masks)
+        distances = _distances(resolved, masks)  # the augmented masks are new masks
     images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
+    if distances is not None:
+        distances = distances.to(device, non_blocking=True)
     order = torch.randperm(len(images), device=device)
     batch = cfg.batch_size
     steps = len(images) // batch if len(images) >= batch else 1  # drop the ragged tail (BatchNorm)
@@ -234,7 +252,8 @@ def train_one_epoch(
         target = masks[idx].long()
         warmup.step()
         with autocast_for(device, prep.amp_dtype):
-            loss = compute_loss(resolved, net, prep.loss_fn, x, target, resolved.multiple)
+            extra = () if distances is None else (distances[idx],)
+            loss = compute_loss(resolved, net, prep.loss_fn, x, target, resolved.multiple, extra)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -327,6 +346,7 @@ def run_loop(
             batch_size=cfg.train.eval_batch_size,
             amp_dtype=prep.amp_dtype,
             loss_fn=prep.loss_fn,
+            distances=prep.val_distances,
         )
         budget.eval_seconds = time.monotonic() - eval_started
         state.epochs = epoch

@@ -73,10 +73,12 @@ class ComboParams(BaseModel):
 class Combo(nn.Module):
     """sum_i w_i(epoch) * loss_i(logits, target), with w_i ramping from 0 over its ramp epochs."""
 
-    def __init__(self, losses: dict[str, nn.Module], weights: dict[str, float], ramps: dict[str, int]):
+    def __init__(
+        self, losses: dict[str, nn.Module], weights: dict[str, float], ramps: dict[str, int], needs: set[str]
+    ):
         super().__init__()
         self.losses = nn.ModuleDict(losses)
-        self.weights, self.ramps = weights, ramps
+        self.weights, self.ramps, self.needs_distances = weights, ramps, needs
         self.epoch = 1
 
     def set_epoch(self, epoch: int) -> None:
@@ -87,8 +89,14 @@ class Combo(nn.Module):
         scale = min(1.0, self.epoch / ramp) if ramp else 1.0
         return self.weights[name] * scale
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return sum(self.weight(name) * loss(logits, target) for name, loss in self.losses.items())
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, distances: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        total = 0.0
+        for name, loss in self.losses.items():
+            extra = (distances,) if name in self.needs_distances else ()
+            total = total + self.weight(name) * loss(logits, target, *extra)
+        return total
 
 
 def build(
@@ -100,17 +108,26 @@ def build(
     losses = {}
     for name in params.parts:
         spec = registry.get("loss", name)
-        if spec.needs_distance_maps:
-            raise ConfigError(
-                f"loss 'combo': part '{name}' needs distance maps, which combo does not pass on yet"
-            )
         losses[name] = spec.build(
             spec.parse_params(params.params.get(name)),
             num_classes=num_classes,
             ignore_index=ignore_index,
             class_weights=class_weights,
         )
-    return Combo(losses, dict(params.parts), dict(params.ramp_epochs))
+    needs = {name for name in params.parts if _part_needs_maps(params, name)}
+    return Combo(losses, dict(params.parts), dict(params.ramp_epochs), needs)
+
+
+def _part_needs_maps(params: ComboParams, name: str) -> bool:
+    from harness.plugins import active_registry
+
+    spec = active_registry().get("loss", name)
+    return spec.distance_maps(spec.parse_params(params.params.get(name)))
+
+
+def needs_distance_maps(params: ComboParams) -> bool:
+    """Combo takes distance maps exactly when one of its parts does."""
+    return any(_part_needs_maps(params, name) for name in params.parts)
 
 
 @hookimpl
@@ -122,5 +139,6 @@ def harness_losses() -> list[LossSpec]:
             params=ComboParams,
             build=build,
             scheduled=True,
+            needs_distance_maps=needs_distance_maps,
         )
     ]

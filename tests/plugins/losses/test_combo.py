@@ -115,3 +115,26 @@ def test_combo_trains_end_to_end(store_path):
     result = api.run(config, store=store_path)
     assert result.status == "finished"
     assert result.config["loss"]["params"]["parts"] == {"ce": 1.0, "dice": 1.0, "lovasz": 0.5}
+
+
+def test_boundary_is_lowest_for_the_true_region():
+    from harness.distance import signed_distance_maps
+
+    target = torch.full((1, 16, 16), 2, dtype=torch.long)
+    target[0, 4:12, 4:12] = 1
+    distances = signed_distance_maps(target.to(torch.uint8), 5, 0)
+    boundary = single("boundary")
+    exact = torch.nn.functional.one_hot(target, 5).permute(0, 3, 1, 2).float() * 20
+    shifted = torch.roll(exact, shifts=3, dims=3)
+    assert boundary(exact, target, distances) < boundary(shifted, target, distances)
+
+
+def test_combo_with_boundary_trains_with_augmentation(store_path):
+    config = copy.deepcopy(TINY_CONFIG)
+    config["loss"] = {
+        "name": "combo",
+        "params": {"parts": "dice:1,boundary:0.1", "ramp_epochs": {"boundary": 2}},
+    }
+    config["augment"] = {"preset": "standard"}
+    config["train"]["epochs"] = 2
+    assert api.run(config, store=store_path).status == "finished"
