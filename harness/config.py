@@ -13,8 +13,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from harness.augment import AugmentPipeline, pipeline_from_config
+from harness.compose import compose_balancers
 from harness.errors import ConfigError, DataError
 from harness.parsing import coerce_string, describe_validation_error, did_you_mean, split_assignment
 
@@ -39,10 +41,29 @@ class DataConfig(Strict):
         0, ge=0, description="Class ignored by loss and metric, never predicted."
     )
     num_classes: int = Field(5, ge=2, le=255, description="Number of classes including background.")
+    clean: Literal["none", "outliers"] = Field(
+        "none", description="outliers: drop images that `harness data inspect` flags (shared alien masks)."
+    )
 
 
 class AugmentConfig(Strict):
-    preset: Literal["none", "flips", "standard"] = Field("flips", description="Albumentations preset.")
+    preset: str = Field("flips", description="Preset: none, flips, standard or strong (see README).")
+    steps: list[dict[str, Any]] | None = Field(
+        None,
+        description='Custom pipeline instead of the preset: [{name="affine", p=0.7, params={...}}, ...].',
+    )
+    strong_steps: list[dict[str, Any]] | None = Field(
+        None,
+        description="Pipeline for rows a balancer marks (oversampled copies); default: a stronger preset.",
+    )
+
+    @model_validator(mode="after")
+    def _valid_pipeline(self) -> AugmentConfig:
+        self.pipeline()  # a typo in a transform fails here, before anything runs
+        return self
+
+    def pipeline(self) -> AugmentPipeline:
+        return pipeline_from_config(self.preset, self.steps, self.strong_steps)
 
 
 class TrainConfig(Strict):
@@ -247,6 +268,9 @@ def resolve(
     chosen = {}
     for section, kind in (("arch", "architecture"), ("loss", "loss"), ("balancer", "balancer")):
         choice: PluginChoice = getattr(config, section)
+        if section == "balancer" and "+" in choice.name:
+            chosen[section] = compose_balancers(registry, choice.name, choice.params, cli_params.get(section))
+            continue
         spec = registry.get(kind, choice.name)
         chosen[section] = (spec, spec.parse_params(choice.params, cli_params.get(section)))
     source = config.data.source

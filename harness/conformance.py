@@ -326,6 +326,11 @@ def check_balancer_contract(spec: BalancerSpec) -> str:
     _require(tuple(result.images.shape[1:]) == (32, 64), "changed the image size")
     _require(len(result.images) > 0, "returned an empty training split")
     _require(int(result.masks.max()) < NUM_CLASSES, "produced a label outside the classes")
+    if result.strong is not None:
+        strong = result.strong
+        _require(
+            strong.dtype == torch.bool and tuple(strong.shape) == (len(result.images),), "bad strong marks"
+        )
     if result.class_weights is not None:
         weights = result.class_weights
         _require(tuple(weights.shape) == (NUM_CLASSES,), f"class_weights has shape {tuple(weights.shape)}")

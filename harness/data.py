@@ -6,9 +6,7 @@ Every image set is held as (N, H, W) uint8 tensors: one grayscale channel, masks
 from __future__ import annotations
 
 import hashlib
-import os
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +16,6 @@ import torch
 from harness.errors import ConfigError, DataError
 
 CLASS_NAMES = ("background", "soil", "bedrock", "sand", "big rock")
-AUGMENT_PRESETS = ("none", "flips", "standard")
-
-Augmenter = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -458,59 +453,6 @@ def split(
     is_val = np.zeros(total, dtype=bool)
     is_val[val] = True
     return torch.from_numpy(np.flatnonzero(~is_val)), torch.from_numpy(np.flatnonzero(is_val))
-
-
-def augmenter(preset: str, seed: int) -> Augmenter | None:
-    """An albumentations pipeline for `preset` applied image by image to a whole (N, H, W) uint8 set.
-
-    "none" gives None. The callable's RNG is seeded once and advances with each call, so a fresh
-    augmenter with the same seed replays the same sequence. Masks use nearest interpolation, fill 0.
-    """
-    if preset not in AUGMENT_PRESETS:
-        raise ConfigError(
-            f"unknown augmentation preset {preset!r}; choose one of: {', '.join(AUGMENT_PRESETS)}"
-        )
-    if preset == "none":
-        return None
-    pipeline = _albumentations_pipeline(preset, seed)
-
-    def augment(images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if images.shape != masks.shape or images.ndim != 3:
-            raise ValueError(f"images {images.shape} and masks {masks.shape} must both be (N, H, W)")
-        out_images, out_masks = np.empty_like(images), np.empty_like(masks)
-        for i in range(len(images)):
-            result = pipeline(image=images[i], mask=masks[i])
-            out_images[i], out_masks[i] = result["image"], result["mask"]
-        return out_images, out_masks
-
-    return augment
-
-
-def _albumentations_pipeline(preset: str, seed: int) -> Callable[..., dict]:
-    # albumentations asks the network for newer releases on import unless told not to.
-    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-    import albumentations as A
-    import cv2
-
-    # Horizontal flips only: rover frames have the sky up, so a vertical flip makes an impossible image.
-    transforms = [A.HorizontalFlip(p=0.5)]
-    if preset == "standard":
-        transforms += [
-            A.Affine(
-                scale=(0.9, 1.1),
-                translate_percent=(-0.05, 0.05),
-                rotate=(-5, 5),
-                interpolation=cv2.INTER_LINEAR,
-                mask_interpolation=cv2.INTER_NEAREST,
-                border_mode=cv2.BORDER_CONSTANT,
-                fill=0,
-                fill_mask=0,  # background is ignored by the metric, so padded pixels teach nothing wrong
-                p=0.7,
-            ),
-            A.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.15, p=0.5),
-            A.GaussNoise(std_range=(0.01, 0.04), p=0.3),
-        ]
-    return A.Compose(transforms, seed=seed)
 
 
 def describe(data: SegmentationData) -> dict:

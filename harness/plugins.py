@@ -40,6 +40,9 @@ DEFAULT_PLUGINS = (
     "plugins.losses.boundary",
     "plugins.losses.combo",
     "plugins.balancers.none",
+    "plugins.balancers.classweights",
+    "plugins.balancers.oversample",
+    "plugins.balancers.copypaste",
     "plugins.datasets.synthetic",
 )
 

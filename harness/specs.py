@@ -158,13 +158,16 @@ class BalancedSplit:
     images: torch.Tensor  # (N, H, W) uint8
     masks: torch.Tensor  # (N, H, W) uint8
     class_weights: torch.Tensor | None = None  # (K,) float32
+    strong: torch.Tensor | None = None  # (N,) bool: rows that get the stronger augmentation (e.g. copies)
 
 
 class BalancerSpec(PluginSpec):
     """A class-balancing strategy. `build(params) -> callable`.
 
     The callable is `(images, masks, *, num_classes, ignore_index, seed) -> BalancedSplit`. It sees the
-    training split only, must not modify its inputs in place, and is deterministic for a seed.
+    training split only, must not modify its inputs in place, and is deterministic for a seed. It keeps
+    its input rows in order (possibly changed) and appends any new rows after them, and may mark rows
+    for stronger augmentation (`BalancedSplit.strong`). Balancers compose: `--balancer a+b+c`.
     """
 
     kind: ClassVar[str] = "balancer"

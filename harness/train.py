@@ -21,13 +21,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.augment import build_augmenter
 from harness.config import Resolved
 from harness.cost import count_params, forward_gflops
-from harness.data import SegmentationData, augmenter, load_npz, split
+from harness.data import SegmentationData, load_npz, split
 from harness.device import pick_amp_dtype, pick_device
 from harness.distance import signed_distance_maps
 from harness.errors import ConfigError, DataError
 from harness.infer import Normalisation, autocast_for, forward_logits, pad_to_multiple, save_checkpoint, score
+from harness.inspect import clean as clean_outliers
+from harness.inspect import inspect as inspect_data
 from harness.progress import ConsoleProgress
 from leaderboard.store import RunStore
 
@@ -78,6 +81,8 @@ def load_data(resolved: Resolved) -> SegmentationData:
         data = resolved.dataset.build(resolved.data_params)
     else:
         data = load_npz(cfg.source, num_classes=cfg.num_classes)
+    if cfg.clean == "outliers":
+        data = clean_outliers(data, inspect_data(data))
     if data.num_classes != cfg.num_classes:
         raise DataError(f"{data.source}: has {data.num_classes} classes; config says {cfg.num_classes}")
     if cfg.limit is not None:
@@ -107,6 +112,7 @@ class Prepared:
     amp_dtype: torch.dtype | None
     params: int
     gflops: float | None
+    train_strong: torch.Tensor | None = None  # (N,) bool rows marked for stronger augmentation
     train_distances: torch.Tensor | None = None  # (N,K,H,W) float16, only for losses that need them
     val_distances: torch.Tensor | None = None
 
@@ -169,6 +175,7 @@ def prepare(resolved: Resolved) -> Prepared:
         amp_dtype=pick_amp_dtype(device, cfg.train.amp),
         params=params,
         gflops=gflops,
+        train_strong=balanced.strong,
         train_distances=_distances(resolved, balanced.masks),
         val_distances=_distances(resolved, data.masks[val_idx]),
     )
@@ -224,18 +231,25 @@ class Budget:
         return time.monotonic() + self.eval_seconds >= self.deadline
 
 
+def epoch_view(resolved: Resolved, prep: Prepared, epoch: int):
+    """What the model sees in `epoch`: the balanced training split, freshly augmented, with distance maps."""
+    images, masks, distances = prep.train_images, prep.train_masks, prep.train_distances
+    augment = build_augmenter(resolved.config.augment.pipeline(), seed=resolved.config.seed * 1000 + epoch)
+    if augment is not None:
+        strong = None if prep.train_strong is None else prep.train_strong.numpy()
+        aug_images, aug_masks = augment(images.numpy(), masks.numpy(), strong)
+        images, masks = torch.from_numpy(aug_images), torch.from_numpy(aug_masks)
+        distances = _distances(resolved, masks)  # the augmented masks are new masks
+    return images, masks, distances
+
+
 def train_one_epoch(
     resolved, prep: Prepared, net: nn.Module, optimizer, warmup, epoch: int, budget: Budget, progress
 ):
     """One pass over a freshly augmented, shuffled training set. Returns (mean loss, images, seconds)."""
     cfg = resolved.config.train
     device = prep.device
-    images, masks, distances = prep.train_images, prep.train_masks, prep.train_distances
-    augment = augmenter(resolved.config.augment.preset, seed=resolved.config.seed * 1000 + epoch)
-    if augment is not None:
-        aug_images, aug_masks = augment(images.numpy(), masks.numpy())
-        images, masks = torch.from_numpy(aug_images), torch.from_numpy(aug_masks)
-        distances = _distances(resolved, masks)  # the augmented masks are new masks
+    images, masks, distances = epoch_view(resolved, prep, epoch)
     images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
     if distances is not None:
         distances = distances.to(device, non_blocking=True)

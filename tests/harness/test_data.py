@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from harness.augment import PRESETS, build_augmenter, pipeline_from_config
 from harness.data import (
-    AUGMENT_PRESETS,
     CLASS_NAMES,
     SegmentationData,
-    augmenter,
     class_presence,
     describe,
     load_npz,
@@ -383,7 +382,13 @@ def test_class_presence():
 
 
 # --------------------------------------------------------------------------------------------------------
-# Augmentation
+# Augmentation presets, as the training loop builds them (harness.augment)
+
+AUGMENT_PRESETS = tuple(PRESETS)
+
+
+def augmenter(preset, seed):
+    return build_augmenter(pipeline_from_config(preset), seed)
 
 
 @pytest.fixture(scope="module")
