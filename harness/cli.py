@@ -47,6 +47,17 @@ def _add_run(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _common(p)
+    _config_options(p)
+    p.add_argument(
+        "--max-minutes", type=float, help="time budget; stops cleanly, still evaluates and records"
+    )
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="how to print the result")
+
+
+def _config_options(p: argparse.ArgumentParser) -> None:
+    """The options that define a run's configuration (shared by `run` and `data preview`)."""
     p.add_argument("--arch", help="architecture name (see `harness list --kind architecture`); default unet")
     p.add_argument("--loss", help="loss name; default ce")
     p.add_argument("--balancer", help="balancer name; default none")
@@ -69,15 +80,9 @@ def _add_run(sub) -> None:
         help="override any config value, e.g. --set train.lr=3e-4 --set augment.preset=standard",
     )
     p.add_argument("--epochs", type=int, help="maximum epochs (train.epochs)")
-    p.add_argument(
-        "--max-minutes", type=float, help="time budget; stops cleanly, still evaluates and records"
-    )
     p.add_argument("--seed", type=int, help="run seed")
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")
     p.add_argument("--limit", type=int, help="use only the first N training images")
     p.add_argument("--batch-size", type=int, help="training batch size (train.batch_size)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
-    p.add_argument("--format", choices=("text", "json"), default="text", help="how to print the result")
 
 
 def _add_list(sub) -> None:
@@ -144,10 +149,54 @@ def _add_check_plugin(sub) -> None:
     p.add_argument("--format", choices=("table", "json"), default="table")
 
 
+def _add_data(sub) -> None:
+    p = sub.add_parser(
+        "data",
+        help="inspect a dataset, preview what the model sees",
+        description="Look at the data before training on it.",
+    )
+    inner = p.add_subparsers(dest="data_command", required=True, parser_class=Parser, metavar="SUBCOMMAND")
+    look = inner.add_parser(
+        "inspect",
+        help="class shares, duplicate masks and likely outliers",
+        description="Class pixel shares, images per class, groups of images sharing one mask, and outliers: "
+        "large groups of different images sharing one mask with several classes (the AN2DL 'aliens'). "
+        "`--set data.clean=outliers` drops them in a run.",
+    )
+    _common(look)
+    look.add_argument("file", help="AN2DL .npz path or dataset name")
+    look.add_argument("--format", choices=("table", "json"), default="table")
+    look.add_argument(
+        "--sheet", metavar="PNG", help="also write a contact sheet of the outliers (or duplicates)"
+    )
+    look.add_argument(
+        "--min-group", type=int, default=10, help="smallest shared-mask group flagged (default 10)"
+    )
+    view = inner.add_parser(
+        "preview",
+        help="contact sheet of training images after balancing and augmentation",
+        description="Write a contact sheet (image | mask) of what the model will see in an epoch: the "
+        "training split after the balancer and the augmentation. Takes the same options as `harness run`.",
+    )
+    _common(view)
+    _config_options(view)
+    view.add_argument("--out", required=True, metavar="PNG", help="where to write the sheet")
+    view.add_argument("--count", type=int, default=32, help="images on the sheet (1-64, default 32)")
+    view.add_argument("--epoch", type=int, default=1, help="which epoch's augmentation to show (default 1)")
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="harness", description="Plugin-based benchmark harness for semantic segmentation.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
-    for add in (_add_run, _add_list, _add_leaderboard, _add_predict, _add_evaluate, _add_check_plugin):
+    for add in (
+        _add_run,
+        _add_list,
+        _add_leaderboard,
+        _add_predict,
+        _add_evaluate,
+        _add_check_plugin,
+        _add_data,
+    ):
         add(sub)
     return parser
 

@@ -8,6 +8,7 @@ import math
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -68,18 +69,23 @@ def _base_config(args: argparse.Namespace) -> dict[str, Any]:
     return base
 
 
-def run(args: argparse.Namespace) -> int:
-    registry = _registry(args)
+def _resolved(args: argparse.Namespace, registry: Registry):
+    """The run configuration the flags, file and --set describe, checked against the plugins."""
     settings = [
         f"{path}={getattr(args, flag)}"
         for flag, path in FLAG_SETTINGS.items()
-        if getattr(args, flag) is not None
+        if getattr(args, flag, None) is not None
     ]
     plugin_params = {s: getattr(args, f"{s}_param") for s in ("arch", "loss", "balancer", "data")}
     config, cli_params = build_config(
         _base_config(args), settings=settings + args.settings, plugin_params=plugin_params
     )
-    resolved = resolve(config, registry, cli_params)
+    return resolve(config, registry, cli_params)
+
+
+def run(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    resolved = _resolved(args, registry)
     try:
         result = execute(resolved, resolve_store_path(args.store), registry, progress=not args.no_progress)
     except (KeyboardInterrupt, HarnessError):
@@ -250,3 +256,58 @@ def check_plugin(args: argparse.Namespace) -> int:
             table.add_row(row["kind"], row["check"], verdict, row["note"])
         _wide_console().print(table)
     return 0 if all(row["passed"] for row in results) else EXIT_FAILED
+
+
+def data(args: argparse.Namespace) -> int:
+    return {"inspect": data_inspect, "preview": data_preview}[args.data_command](args)
+
+
+def data_inspect(args: argparse.Namespace) -> int:
+    from harness.inspect import inspect
+    from harness.sheets import outlier_sheet
+
+    registry = _registry(args)
+    dataset = api.load_source(args.file, 5, registry)
+    report = inspect(dataset, min_group=args.min_group)
+    if args.sheet:
+        outlier_sheet(dataset, report, Path(args.sheet))
+    if args.format == "json":
+        _print_json(report)
+        return 0
+    console = _wide_console()
+    classes = Table(title=f"{dataset.source}: {len(dataset)} images")
+    for column in ("class", "pixel share", "images"):
+        classes.add_column(column, justify="right" if column != "class" else "left")
+    for name, row in report["classes"].items():
+        classes.add_row(name, f"{row['pixel_share']:.2%}", str(row["images"]))
+    console.print(classes)
+    groups = report["duplicate_mask_groups"]
+    console.print(
+        f"{len(groups)} groups of images sharing one mask (largest: "
+        f"{', '.join(str(g['size']) for g in groups[:8]) or 'none'}); "
+        f"{len(report['outliers'])} outliers (groups of >= {args.min_group} different images sharing a "
+        "mask with several classes)" + (f"; sheet written to {args.sheet}" if args.sheet else ""),
+        markup=False,
+    )
+    return 0
+
+
+def data_preview(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from harness.sheets import contact_sheet
+    from harness.train import epoch_view, prepare
+
+    if not 1 <= args.count <= 64:
+        raise HarnessError(f"--count must be between 1 and 64, got {args.count}")
+    registry = _registry(args)
+    resolved = _resolved(args, registry)
+    prep = prepare(resolved)
+    images, masks, _ = epoch_view(resolved, prep, args.epoch)
+    rng = np.random.default_rng(resolved.config.seed)
+    rows = np.sort(rng.choice(len(images), size=min(args.count, len(images)), replace=False))
+    strong = prep.train_strong
+    titles = [f"#{i}" + (" strong" if strong is not None and bool(strong[i]) else "") for i in rows]
+    out = contact_sheet(images[rows], masks[rows], Path(args.out), titles=titles)
+    print(f"wrote {out}: {len(rows)} of {len(images)} training images as epoch {args.epoch} shows them")
+    return 0

@@ -146,3 +146,32 @@ def test_check_plugin_passes_on_a_builtin_and_rejects_unknown(capsys):
     assert {row["check"] for row in rows} == {"value", "ignore_index"} and all(row["passed"] for row in rows)
     code, _, err = run_cli(capsys, "check-plugin", "cee")
     assert code == 2 and "did you mean 'ce'?" in err
+
+
+def test_data_inspect_json_and_preview_sheet(capsys, tmp_path, store_path):
+    code, out, err = run_cli(capsys, "data", "inspect", "synthetic", "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert {"classes", "duplicate_mask_groups", "outliers", "summary"} <= set(report)
+    assert report["summary"]["images"] == 512
+
+    sheet = tmp_path / "sheet.png"
+    code, out, err = run_cli(
+        capsys, "data", "preview", "--balancer", "oversample", "--data-param", "n=48", "--out", str(sheet)
+    )
+    assert code == 0, err
+    assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not store_path.exists()
+
+    code, _, err = run_cli(capsys, "data", "preview", "--out", str(sheet), "--count", "500")
+    assert code == 2 and "--count must be between 1 and 64" in err
+
+
+def test_clean_outliers_setting_is_accepted(capsys, store_path):
+    code, out, err = run_cli(
+        capsys, "run", *TINY_ARGS, "--set", "data.clean=outliers", "--store", str(store_path)
+    )
+    assert code == 0, err
+    assert_bad_input(
+        capsys, store_path.parent / "x.sqlite", "run", "--set", "data.clean=aliens", match="data.clean"
+    )
