@@ -172,6 +172,5 @@ def test_clean_outliers_setting_is_accepted(capsys, store_path):
         capsys, "run", *TINY_ARGS, "--set", "data.clean=outliers", "--store", str(store_path)
     )
     assert code == 0, err
-    assert_bad_input(
-        capsys, store_path.parent / "x.sqlite", "run", "--set", "data.clean=aliens", match="data.clean"
-    )
+    other = store_path.parent.parent / "other" / "x.sqlite"
+    assert_bad_input(capsys, other, "run", "--set", "data.clean=aliens", match="data.clean")
