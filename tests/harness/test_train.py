@@ -192,3 +192,46 @@ def test_deep_supervision_weights_apply_and_are_checked_before_recording(store_p
     with pytest.raises(ConfigError, match="has 3 values; 'twoheads' with these params gives 2 outputs"):
         api.run(config, store=other_store, plugins=load_plugins())
     assert not other_store.exists()
+
+
+SPY = """
+from harness import hookimpl
+from harness.specs import BalancedSplit, BalancerSpec, NoParams
+
+SEEN = []
+
+def build(params):
+    def balance(images, masks, *, num_classes, ignore_index, seed):
+        SEEN.append(images.clone())
+        return BalancedSplit(images, masks)
+    return balance
+
+@hookimpl
+def harness_balancers():
+    return [BalancerSpec(name="spy", summary="records what it is given", build=build)]
+"""
+
+
+def test_balancers_see_the_training_split_only(third_party):
+    from harness.config import build_config, resolve
+    from harness.data import split
+    from harness.train import prepare
+
+    third_party({"spy": SPY})
+    registry = load_plugins()
+    config, cli = build_config({**copy.deepcopy(TINY_CONFIG), "balancer": {"name": "spy"}})
+    prep = prepare(resolve(config, registry, cli))
+    import fake_spy
+
+    (seen,) = fake_spy.SEEN
+    train_idx, val_idx = split(prep.data.masks, 0.2, 0, 5)
+    assert torch.equal(seen, prep.data.images[train_idx])
+    seen_rows = {bytes(row.numpy()) for row in seen}
+    assert not any(bytes(row.numpy()) in seen_rows for row in prep.val_images)
+
+    # a balancer that adds pixels (copy-paste) leaves validation exactly as loaded
+    config, cli = build_config({**copy.deepcopy(TINY_CONFIG), "balancer": {"name": "copypaste"}})
+    pasted = prepare(resolve(config, registry, cli))
+    assert len(pasted.train_images) > len(train_idx)
+    assert torch.equal(pasted.val_masks, pasted.data.masks[val_idx])
+    assert torch.equal(pasted.val_images, pasted.data.images[val_idx])
