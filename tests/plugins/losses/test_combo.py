@@ -138,3 +138,15 @@ def test_combo_with_boundary_trains_with_augmentation(store_path):
     config["augment"] = {"preset": "standard"}
     config["train"]["epochs"] = 2
     assert api.run(config, store=store_path).status == "finished"
+
+
+def test_boundary_closed_form_on_a_row():
+    from harness.distance import signed_distance_maps
+
+    target = torch.tensor([[[1, 1, 2, 2]]])
+    distances = signed_distance_maps(target.to(torch.uint8), 5, 0)
+    assert distances[0, 1, 0].tolist() == [-1.0, 0.0, 1.0, 2.0]
+    assert distances[0, 2, 0].tolist() == [2.0, 1.0, 0.0, -1.0]
+    exact = torch.nn.functional.one_hot(target, 5).permute(0, 3, 1, 2).float() * 1e4
+    # sum of p*phi = (-1 + 0) + (0 - 1) = -2 over 4 pixels x 4 foreground classes
+    assert torch.allclose(single("boundary")(exact, target, distances), torch.tensor(-0.125))
