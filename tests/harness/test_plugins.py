@@ -89,7 +89,8 @@ def test_parse_blocked_rejects_other_forms():
 
 def test_unknown_name_lists_choices():
     registry = plugins.load_plugins(autoload=False)
-    with pytest.raises(PluginError, match=r"unknown balancer 'nnone'; did you mean 'none'\? \(choices: .*\bnone\b"):
+    expected = r"unknown balancer 'nnone'; did you mean 'none'\? \(choices: .*\bnone\b"
+    with pytest.raises(PluginError, match=expected):
         registry.get("balancer", "nnone")
 
 
