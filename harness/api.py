@@ -28,7 +28,17 @@ from harness.train import RunResult, execute
 from leaderboard.store import RunStore, resolve_store_path
 from leaderboard.table import leaderboard_frame, leaderboard_rows
 
-__all__ = ["run", "load_run", "leaderboard", "predict", "evaluate", "RunConfig", "RunResult", "LoadedRun"]
+__all__ = [
+    "run",
+    "load_run",
+    "leaderboard",
+    "runs",
+    "predict",
+    "evaluate",
+    "RunConfig",
+    "RunResult",
+    "LoadedRun",
+]
 
 
 def _registry(plugins: Registry | None) -> Registry:
@@ -94,10 +104,11 @@ def leaderboard(
     balancer: str | None = None,
 ) -> pd.DataFrame:
     """The ranked runs as a DataFrame (one row per run, per-class IoU as iou_<class> columns)."""
-    return leaderboard_frame(leaderboard_rows(_runs(store, status, arch, loss, balancer), metric))
+    return leaderboard_frame(leaderboard_rows(runs(store, status, arch, loss, balancer), metric))
 
 
-def _runs(store, status, arch, loss, balancer) -> list[dict[str, Any]]:
+def runs(store, status=None, arch=None, loss=None, balancer=None) -> list[dict[str, Any]]:
+    """Recorded runs matching the filters, newest first; [] (and no file created) when there is no store."""
     path = resolve_store_path(store)
     if not path.exists():
         return []

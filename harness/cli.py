@@ -6,9 +6,6 @@ Bad input (flags, files, configs, plugin parameters) prints one line on stderr a
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from typing import Any
 
 from harness.config import settings_help
 from harness.errors import HarnessError
@@ -220,10 +217,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("harness: interrupted (a run in progress is recorded as 'interrupted')", markup=False)
         return EXIT_INTERRUPTED
-
-
-def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, allow_nan=False) + "\n")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from harness.errors import HarnessError
 from harness.parsing import did_you_mean
 from harness.plugins import Registry, load_plugins, parse_blocked
 from harness.train import execute
-from leaderboard.store import RunStore, resolve_store_path
+from leaderboard.store import resolve_store_path
 from leaderboard.table import leaderboard_rows, render
 
 EXIT_FAILED = 1
@@ -183,10 +183,7 @@ def list_(args: argparse.Namespace) -> int:
 def leaderboard(args: argparse.Namespace) -> int:
     path = resolve_store_path(args.store)
     status = None if args.status == "all" else args.status
-    runs: list[dict[str, Any]] = []
-    if path.exists():
-        with RunStore(path, create=False) as store:
-            runs = store.list_runs(arch=args.arch, loss=args.loss, balancer=args.balancer, status=status)
+    runs = api.runs(path, status, args.arch, args.loss, args.balancer)
     rows = leaderboard_rows(runs, args.metric)
     if not rows and args.format == "table":
         print(f"no {args.status if status else ''} runs in {path} yet: try `harness run`".replace("  ", " "))
