@@ -26,7 +26,7 @@ from harness.infer import Normalisation, load_checkpoint, predict_masks, score
 from harness.plugins import Registry, load_plugins
 from harness.train import RunResult, execute
 from leaderboard.store import RunStore, resolve_store_path
-from leaderboard.table import leaderboard_frame, leaderboard_rows
+from leaderboard.table import group_rows, leaderboard_frame, leaderboard_rows
 
 __all__ = [
     "run",
@@ -102,18 +102,24 @@ def leaderboard(
     arch: str | None = None,
     loss: str | None = None,
     balancer: str | None = None,
+    grouped: bool = False,
+    since: str | None = None,
 ) -> pd.DataFrame:
-    """The ranked runs as a DataFrame (one row per run, per-class IoU as iou_<class> columns)."""
-    return leaderboard_frame(leaderboard_rows(runs(store, status, arch, loss, balancer), metric))
+    """The ranked runs as a DataFrame (one row per run, per-class IoU as iou_<class> columns); with
+    `grouped`, one row per configuration across seeds (miou_mean, miou_std, n)."""
+    rows = leaderboard_rows(runs(store, status, arch, loss, balancer, since), metric)
+    return leaderboard_frame(group_rows(rows) if grouped else rows)
 
 
-def runs(store, status=None, arch=None, loss=None, balancer=None) -> list[dict[str, Any]]:
-    """Recorded runs matching the filters, newest first; [] (and no file created) when there is no store."""
+def runs(store, status=None, arch=None, loss=None, balancer=None, since=None) -> list[dict[str, Any]]:
+    """Recorded runs matching the filters, newest first; [] (and no file created) when there is no store.
+
+    `since` is an ISO UTC timestamp (see harness.parsing.parse_since for ages like "3d")."""
     path = resolve_store_path(store)
     if not path.exists():
         return []
     with RunStore(path, create=False) as run_store:
-        return run_store.list_runs(arch=arch, loss=loss, balancer=balancer, status=status)
+        return run_store.list_runs(arch=arch, loss=loss, balancer=balancer, status=status, since=since)
 
 
 def load_source(source: str | SegmentationData, num_classes: int, plugins: Registry | None = None):
@@ -188,7 +194,7 @@ def evaluate(
     cfg = loaded.resolved.config
     dataset = load_source(data, cfg.data.num_classes, plugins)
     target, amp = _device_and_amp(loaded, device)
-    metrics, _ = score(
+    metrics, _, _ = score(
         loaded.model,
         dataset.images,
         dataset.masks,

@@ -53,11 +53,21 @@ def _add_run(sub) -> None:
     p.add_argument("--format", choices=("text", "json"), default="text", help="how to print the result")
 
 
-def _config_options(p: argparse.ArgumentParser) -> None:
-    """The options that define a run's configuration (shared by `run` and `data preview`)."""
-    p.add_argument("--arch", help="architecture name (see `harness list --kind architecture`); default unet")
-    p.add_argument("--loss", help="loss name; default ce")
-    p.add_argument("--balancer", help="balancer name; default none")
+def _config_options(p: argparse.ArgumentParser, lists: bool = False) -> None:
+    """The options that define a run's configuration (shared by `run`, `sweep` and `data preview`).
+
+    With `lists` (sweep), --arch/--loss/--balancer take comma-separated lists and --config may hold
+    a [[runs]] list."""
+    if lists:
+        p.add_argument("--arch", help="comma-separated architectures, e.g. unet,unetpp (default unet)")
+        p.add_argument("--loss", help="comma-separated losses, e.g. ce,combo (default ce)")
+        p.add_argument("--balancer", help="comma-separated balancers, e.g. none,copypaste (default none)")
+    else:
+        p.add_argument(
+            "--arch", help="architecture name (see `harness list --kind architecture`); default unet"
+        )
+        p.add_argument("--loss", help="loss name; default ce")
+        p.add_argument("--balancer", help="balancer name; default none")
     for section in ("arch", "loss", "balancer", "data"):
         p.add_argument(
             f"--{section}-param",
@@ -82,6 +92,44 @@ def _config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="training batch size (train.batch_size)")
 
 
+def _add_sweep(sub) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="train every combination of architectures, losses, balancers and seeds",
+        description="Train the grid --arch x --loss x --balancer x --seeds (or the [[runs]] list of a "
+        "--config file), each run like `harness run`, into one store. Resumable: configurations already "
+        "finished in the store (same config hash and seed) are skipped, so rerunning a killed sweep "
+        "trains only what is missing. A failing run does not stop the sweep.",
+        epilog="Sweep file: a RunConfig TOML (the base of every run) with an optional [[runs]] list; each "
+        "[[runs]] table overlays the base, e.g.\n\n  [train]\n  epochs = 20\n  [[runs]]\n  arch = "
+        '{ name = "unet" }\n  [[runs]]\n  arch = { name = "unetpp", params = { deep_supervision = true } }\n',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(p)
+    _config_options(p, lists=True)
+    p.add_argument("--seeds", type=int, help="run each configuration with N seeds (seed, seed+1, ...)")
+    p.add_argument(
+        "--max-minutes-per-run",
+        dest="max_minutes",
+        type=float,
+        help="time budget of each run (train.max_minutes)",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the plan (what runs, what is skipped) and stop"
+    )
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local (default): one run after another here; ray: each run a Ray task (pip install "
+        "'harness[ray]')",
+    )
+    p.add_argument("--address", help="Ray cluster to join (with --executor ray); default: start a local one")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars, one line per run")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="how to print the summary")
+
+
 def _add_list(sub) -> None:
     p = sub.add_parser(
         "list", help="list installed plugins", description="List every loaded plugin and its parameters."
@@ -93,17 +141,34 @@ def _add_list(sub) -> None:
 
 def _add_leaderboard(sub) -> None:
     p = sub.add_parser(
-        "leaderboard", help="rank recorded runs", description="Rank recorded runs by validation mIoU."
+        "leaderboard",
+        help="rank recorded runs",
+        description="Rank configurations by validation mIoU: the runs of one configuration across seeds "
+        "are one row (mean ± std, n). `--by arch` keeps the best configuration per architecture.",
     )
     _common(p)
-    p.add_argument("--format", choices=("table", "markdown", "csv", "json"), default="table")
+    p.add_argument(
+        "--format",
+        choices=("table", "markdown", "csv", "json", "html"),
+        default="table",
+        help="table (default), markdown, csv, json or html (one self-contained page)",
+    )
     p.add_argument("--metric", choices=("an2dl", "fg"), default="an2dl", help="an2dl (challenge) or fg mIoU")
+    p.add_argument(
+        "--by",
+        choices=("config", "arch", "run"),
+        default="config",
+        help="config (default): one row per configuration; arch: the best configuration of "
+        "each architecture (the report's Table 1); run: one row per run",
+    )
     p.add_argument(
         "--status", default="finished", help="finished (default), failed, interrupted, running or all"
     )
-    p.add_argument("--arch")
-    p.add_argument("--loss")
-    p.add_argument("--balancer")
+    p.add_argument("--arch", help="only this architecture")
+    p.add_argument("--loss", help="only this loss")
+    p.add_argument("--balancer", help="only this balancer")
+    p.add_argument("--since", help="only runs started since an age (30m, 12h, 3d, 2w) or a date (2026-11-24)")
+    p.add_argument("--top", type=int, help="show only the first N rows")
 
 
 def _add_predict(sub) -> None:
@@ -130,6 +195,41 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--data", required=True, help="labelled AN2DL .npz or dataset name")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--device", default="auto")
+
+
+def _add_compare(sub) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="is B better than A? paired bootstrap of the mIoU difference",
+        description="Paired bootstrap over validation images of mIoU(B) - mIoU(A). A and B are each a run id "
+        "(or unique prefix) or a config hash prefix (the leaderboard's config column: all finished runs of "
+        "that configuration, paired with the other side by seed). Two runs pair only when they were "
+        "validated on the same images (same data, split and seed).",
+    )
+    _common(p)
+    p.add_argument("a", help="run id, unique run id prefix, or config hash prefix")
+    p.add_argument("b", help="run id, unique run id prefix, or config hash prefix")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap replicates (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
+    p.add_argument("--metric", choices=("an2dl", "fg"), default="an2dl", help="an2dl (challenge) or fg mIoU")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser(
+        "report",
+        help="figures and one self-contained HTML page for the top runs",
+        description="Write learning curves and per-class IoU of the top N finished runs, the best run's "
+        "confusion matrix and prediction overlays (PNGs), and index.html with all of them embedded.",
+    )
+    _common(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs and index.html")
+    p.add_argument("--top", type=int, default=5, help="how many runs to show (default 5)")
+    p.add_argument("--metric", choices=("an2dl", "fg"), default="an2dl", help="rank by an2dl or fg mIoU")
+    p.add_argument("--arch", help="only this architecture")
+    p.add_argument("--loss", help="only this loss")
+    p.add_argument("--balancer", help="only this balancer")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar for the overlays")
 
 
 def _add_check_plugin(sub) -> None:
@@ -187,10 +287,13 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
     for add in (
         _add_run,
+        _add_sweep,
         _add_list,
         _add_leaderboard,
         _add_predict,
         _add_evaluate,
+        _add_compare,
+        _add_report,
         _add_check_plugin,
         _add_data,
     ):

@@ -18,11 +18,11 @@ from harness import api
 from harness.config import build_config, read_toml, resolve
 from harness.cost import count_params, forward_gflops
 from harness.errors import HarnessError
-from harness.parsing import did_you_mean
+from harness.parsing import did_you_mean, parse_since
 from harness.plugins import Registry, load_plugins, parse_blocked
 from harness.train import execute
 from leaderboard.store import resolve_store_path
-from leaderboard.table import leaderboard_rows, render
+from leaderboard.table import best_per_arch, group_rows, leaderboard_rows, render
 
 EXIT_FAILED = 1
 
@@ -76,9 +76,8 @@ def _resolved(args: argparse.Namespace, registry: Registry):
         for flag, path in FLAG_SETTINGS.items()
         if getattr(args, flag, None) is not None
     ]
-    plugin_params = {s: getattr(args, f"{s}_param") for s in ("arch", "loss", "balancer", "data")}
     config, cli_params = build_config(
-        _base_config(args), settings=settings + args.settings, plugin_params=plugin_params
+        _base_config(args), settings=settings + args.settings, plugin_params=_plugin_params(args)
     )
     return resolve(config, registry, cli_params)
 
@@ -104,6 +103,98 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_result(result)
     return 0 if result.status == "finished" else EXIT_FAILED
+
+
+def _plugin_params(args: argparse.Namespace) -> dict[str, list[str]]:
+    return {s: getattr(args, f"{s}_param") for s in ("arch", "loss", "balancer", "data")}
+
+
+def sweep(args: argparse.Namespace) -> int:
+    from harness import sweep as sweeping
+    from harness.progress import SweepLines, SweepProgress
+
+    registry = _registry(args)
+    base = sweeping.read_sweep_file(args.config) if args.config else {}
+    settings = [
+        f"{path}={getattr(args, flag)}"
+        for flag, path in FLAG_SETTINGS.items()
+        if getattr(args, flag, None) is not None
+    ]
+    runs = sweeping.plan(
+        base,
+        registry,
+        archs=sweeping.split_list(args.arch, "--arch"),
+        losses=sweeping.split_list(args.loss, "--loss"),
+        balancers=sweeping.split_list(args.balancer, "--balancer"),
+        seeds=args.seeds,
+        settings=settings + args.settings,
+        plugin_params=_plugin_params(args),
+    )
+    store_path = resolve_store_path(args.store)
+    if args.address and args.executor != "ray":
+        raise HarnessError("--address joins a Ray cluster; it needs --executor ray")
+    if args.dry_run:
+        return _print_plan(sweeping.describe_plan(runs, sweeping.done_keys(store_path)), args.format)
+    executor = sweeping.local_executor
+    if args.executor == "ray":
+        from harness.ray_executor import ray_executor
+
+        executor = ray_executor(args.address)
+    json_out = args.format == "json"
+    view = SweepLines(stderr=json_out) if args.no_progress or json_out else SweepProgress()
+    try:
+        with view:
+            result = sweeping.run_sweep(runs, store_path, registry, executor=executor, progress=view)
+    except KeyboardInterrupt:
+        print("sweep interrupted: rerun the same command to train what is missing", file=sys.stderr)
+        raise
+    _print_sweep(result, store_path, args.format)
+    return EXIT_FAILED if result.failures else 0
+
+
+def _print_plan(rows: list[dict[str, Any]], fmt: str) -> int:
+    if fmt == "json":
+        _print_json(rows)
+        return 0
+    table = Table(title=f"sweep plan: {sum(r['action'] == 'run' for r in rows)} to run, {len(rows)} in all")
+    for column in ("#", "arch", "loss", "balancer", "seed", "config", "epochs", "max minutes", "action"):
+        table.add_column(column)
+    for number, row in enumerate(rows, start=1):
+        minutes = "–" if row["max_minutes"] is None else f"{row['max_minutes']:g}"
+        cells = [row["arch"], row["loss"], row["balancer"], str(row["seed"]), row["config"]]
+        table.add_row(str(number), *cells, str(row["epochs"]), minutes, row["action"])
+    _wide_console().print(table)
+    return 0
+
+
+def _print_sweep(result, store_path: Path, fmt: str) -> None:
+    outcomes = [
+        {
+            "arch": o.planned.config.arch.name,
+            "loss": o.planned.config.loss.name,
+            "balancer": o.planned.config.balancer.name,
+            "seed": o.planned.config.seed,
+            "config": o.planned.resolved.hash[:8],
+            "status": o.status,
+            "run_id": o.run_id,
+            "miou": o.miou,
+            "seconds": round(o.seconds, 1),
+            "error": o.error,
+        }
+        for o in result.outcomes
+    ]
+    if fmt == "json":
+        _print_json(outcomes)
+        return
+    counts = ", ".join(
+        f"{result.count(status)} {status}"
+        for status in ("finished", "skipped", "failed", "interrupted", "diverged")
+        if result.count(status)
+    )
+    print(f"sweep done: {counts or 'nothing to do'} (store {store_path})")
+    for failure in result.failures:
+        print(f"  {failure.status}: {failure.planned.label}: {failure.error or 'no error message'}")
+    print(f"see the ranking: harness leaderboard --store {store_path}")
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -183,13 +274,22 @@ def list_(args: argparse.Namespace) -> int:
 def leaderboard(args: argparse.Namespace) -> int:
     path = resolve_store_path(args.store)
     status = None if args.status == "all" else args.status
-    runs = api.runs(path, status, args.arch, args.loss, args.balancer)
+    since = parse_since(args.since) if args.since else None
+    if args.top is not None and args.top < 1:
+        raise HarnessError(f"--top must be at least 1, got {args.top}")
+    runs = api.runs(path, status, args.arch, args.loss, args.balancer, since)
     rows = leaderboard_rows(runs, args.metric)
+    if args.by != "run":
+        rows = group_rows(rows)
+    if args.by == "arch":
+        rows = best_per_arch(rows)
+    rows = rows[: args.top] if args.top else rows
     if not rows and args.format == "table":
         print(f"no {args.status if status else ''} runs in {path} yet: try `harness run`".replace("  ", " "))
         return 0
     class_names = runs[0]["class_names"] if runs else []
-    text = render(rows, args.format, class_names, console=_wide_console())
+    title = f"harness leaderboard: {path} ({args.metric} mIoU, by {args.by})"
+    text = render(rows, args.format, class_names, console=_wide_console(), title=title)
     if text is not None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
@@ -219,6 +319,63 @@ def evaluate(args: argparse.Namespace) -> int:
     for name, value in result["iou"].items():
         table.add_row(f"IoU {name}", _fmt(value))
     _wide_console().print(table)
+    return 0
+
+
+def compare(args: argparse.Namespace) -> int:
+    from harness.compare import CONFIDENCE, compare_store
+
+    result = compare_store(
+        resolve_store_path(args.store),
+        args.a,
+        args.b,
+        resamples=args.resamples,
+        seed=args.seed,
+        metric=args.metric,
+    )
+    if args.format == "json":
+        _print_json(result.to_dict())
+        return 0
+    table = Table(title=f"paired bootstrap of mIoU ({result.metric}): B − A", show_header=False)
+    table.add_column("what")
+    table.add_column("value", overflow="fold")
+    seeds = ", ".join(str(s) for s in result.seeds)
+    table.add_row("A", f"{result.a_kind} {result.a}")
+    table.add_row("B", f"{result.b_kind} {result.b}")
+    table.add_row("pairs", f"{result.pairs} (seed{'s' * (result.pairs != 1)} {seeds})")
+    table.add_row("validation images", f"{result.images} (resampled within each pair)")
+    table.add_row("mIoU A / B", f"{result.a_miou:.4f} / {result.b_miou:.4f}")
+    table.add_row("B − A", f"{result.difference:+.4f}")
+    table.add_row(f"{CONFIDENCE:.0%} interval", f"[{result.ci_low:+.4f}, {result.ci_high:+.4f}]")
+    table.add_row("resamples", f"{result.resamples} (seed {result.seed})")
+    _wide_console().print(table)
+    if result.excludes_zero:
+        better = "B" if result.difference > 0 else "A"
+        print(f"the interval excludes zero: {better} is better on these validation images")
+    else:
+        print("the interval contains zero: no clear difference on these validation images")
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    from harness.report import build_report
+
+    registry = _registry(args)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    written = build_report(
+        args.out,
+        store=args.store,
+        top=args.top,
+        metric=args.metric,
+        arch=args.arch,
+        loss=args.loss,
+        balancer=args.balancer,
+        plugins=registry,
+        say=lambda line: err.print(line, markup=False),
+        show_progress=not args.no_progress,
+    )
+    for path in written:
+        print(path)
     return 0
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import HarnessError
-from harness.metrics import ConfusionMatrix
+from harness.metrics import ConfusionMatrix, per_image_confusion
 
 CHECKPOINT_FORMAT = 1
 
@@ -114,11 +114,14 @@ def score(
     amp_dtype: torch.dtype | None = None,
     loss_fn: nn.Module | None = None,
     distances: torch.Tensor | None = None,
-) -> tuple[Any, float | None]:
-    """Validation metrics (one confusion matrix over all images) and the mean loss if loss_fn is given."""
+    per_image: bool = False,
+) -> tuple[Any, float | None, torch.Tensor | None]:
+    """Validation metrics (one confusion matrix over all images), the mean loss if loss_fn is given, and
+    with `per_image` the (N, K, K) int64 confusion matrix of each image (paired comparisons need them)."""
     model.eval()
     matrix = ConfusionMatrix(num_classes, ignore_index, device=device)
     loss_sum = torch.zeros((), device=device)
+    images_confusion = []
     for part in batches(len(images), batch_size):
         x = norm.apply(images[part].to(device))
         target = masks[part].to(device).long()
@@ -127,9 +130,13 @@ def score(
         if loss_fn is not None:
             extra = () if distances is None else (distances[part].to(device),)
             loss_sum += loss_fn(logits.float(), target, *extra) * (part.stop - part.start)
-        matrix.update(to_classes(logits.float(), ignore_index), target)
+        preds = to_classes(logits.float(), ignore_index)
+        matrix.update(preds, target)
+        if per_image:
+            images_confusion.append(per_image_confusion(preds, target, num_classes, ignore_index))
     mean_loss = float(loss_sum) / max(len(images), 1) if loss_fn is not None else None
-    return matrix.compute(), mean_loss
+    stacked = torch.cat(images_confusion) if images_confusion else None
+    return matrix.compute(), mean_loss, stacked
 
 
 def save_checkpoint(path: Path, model: nn.Module, **meta: Any) -> None:

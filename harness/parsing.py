@@ -6,6 +6,7 @@ import contextlib
 import difflib
 import json
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -65,3 +66,28 @@ def describe_validation_error(error: ValidationError, where: str) -> str:
         shown = "" if isinstance(got, dict) else f" (got {got!r})"
         parts.append(f"{loc}: {item['msg']}{shown}")
     return f"{where}: " + "; ".join(parts)
+
+
+_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_since(text: str, now: datetime | None = None) -> str:
+    """`--since` as an ISO UTC timestamp: an age (`30m`, `12h`, `3d`, `2w`) or a date/time (`2026-11-24`).
+
+    Stored run times are ISO UTC strings, so the result compares with them as text.
+    """
+    now = now or datetime.now(UTC)
+    value = text.strip()
+    if len(value) > 1 and value[-1] in _UNITS and value[:-1].replace(".", "", 1).isdigit():
+        return (now - timedelta(seconds=float(value[:-1]) * _UNITS[value[-1]])).isoformat(
+            timespec="microseconds"
+        )
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(
+            f"--since expects an age like 30m, 12h, 3d, 2w or a date like 2026-11-24, got '{text}'"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")

@@ -35,6 +35,15 @@ from harness.progress import ConsoleProgress
 from leaderboard.store import RunStore
 
 CHECKPOINT_NAME = "best.pt"
+# The best epoch's confusion matrix per validation image: `harness compare` bootstraps over these.
+PER_IMAGE_NAME = "val_per_image.npz"
+
+
+def save_per_image(path: Path, indices: torch.Tensor, confusion: torch.Tensor) -> None:
+    """Atomically write the validation rows and their (N, K, K) confusion matrices."""
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, indices=indices.cpu().numpy(), confusion=confusion.cpu().numpy())
+    tmp.replace(path)
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,7 @@ class Prepared:
     train_masks: torch.Tensor
     val_images: torch.Tensor
     val_masks: torch.Tensor
+    val_indices: torch.Tensor  # rows of `data` held out for validation (paired comparisons use them)
     class_weights: torch.Tensor | None
     model: nn.Module
     loss_fn: nn.Module
@@ -167,6 +177,7 @@ def prepare(resolved: Resolved) -> Prepared:
         train_masks=balanced.masks,
         val_images=data.images[val_idx],
         val_masks=data.masks[val_idx],
+        val_indices=torch.as_tensor(val_idx),
         class_weights=balanced.class_weights,
         model=model,
         loss_fn=loss_fn,
@@ -348,7 +359,7 @@ def run_loop(
         state.images_seen += seen
         state.train_seconds += seconds
         eval_started = time.monotonic()
-        metrics, val_loss = score(
+        metrics, val_loss, per_image = score(
             net,
             prep.val_images,
             prep.val_masks,
@@ -361,6 +372,7 @@ def run_loop(
             amp_dtype=prep.amp_dtype,
             loss_fn=prep.loss_fn,
             distances=prep.val_distances,
+            per_image=True,
         )
         budget.eval_seconds = time.monotonic() - eval_started
         state.epochs = epoch
@@ -390,6 +402,7 @@ def run_loop(
                 metrics=state.best_metrics,
                 class_names=list(prep.data.class_names),
             )
+            save_per_image(info.run_dir / PER_IMAGE_NAME, prep.val_indices, per_image)
             stale = 0
         else:
             stale += 1
@@ -402,8 +415,10 @@ def run_loop(
             break
 
 
-def execute(resolved: Resolved, store_path: str | Path, registry, *, progress: bool = False) -> RunResult:
+def execute(resolved: Resolved, store_path: str | Path, registry, *, progress: Any = False) -> RunResult:
     """Run one resolved config end to end and record it in the store at `store_path`.
+
+    `progress`: False (silent), True (a console bar) or a factory `(epochs, steps) -> bar` (a sweep's).
 
     Everything that can fail on bad input (data, plugins, device) happens before the store is opened,
     so bad input never writes to it. Ctrl-C records the run as 'interrupted' (keeping its best
@@ -420,9 +435,7 @@ def execute(resolved: Resolved, store_path: str | Path, registry, *, progress: b
         return _train_recorded(resolved, prep, store, registry, started, budget, progress)
 
 
-def _train_recorded(
-    resolved, prep, store: RunStore, registry, started: float, budget: Budget, progress: bool
-):
+def _train_recorded(resolved, prep, store: RunStore, registry, started: float, budget: Budget, progress: Any):
     cfg = resolved.config
     run_id = new_run_id(cfg.arch.name)
     config_dict = cfg.model_dump(mode="json")
@@ -448,7 +461,8 @@ def _train_recorded(
     try:
         registry.hook.harness_run_start(run=info)
         steps = steps_per_epoch(len(prep.train_images), cfg.train.batch_size)
-        with ConsoleProgress(cfg.train.epochs, steps) if progress else nullcontext() as bar:
+        view = ConsoleProgress if progress is True else progress  # a sweep passes its own bar factory
+        with view(cfg.train.epochs, steps) if view else nullcontext() as bar:
             run_loop(resolved, prep, info, store, registry, state, budget, bar)
         status = "finished" if state.best_metrics is not None else "failed"
         error = None if state.best_metrics is not None else "no epoch produced a validation score"

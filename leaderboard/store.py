@@ -375,15 +375,19 @@ class RunStore:
         loss: str | None = None,
         balancer: str | None = None,
         status: str | None = None,
+        since: str | None = None,
     ) -> list[dict]:
-        """Runs matching every given filter exactly, newest first."""
+        """Runs matching every given filter exactly (and created at or after the ISO UTC `since`), newest
+        first."""
         given = {"arch": arch, "loss": loss, "balancer": balancer, "status": status}
         # Column names come from the fixed _FILTERS tuple; only the values are user input, and they are bound.
         clauses = [f"{name} = :{name}" for name in _FILTERS if given[name] is not None]
+        if since is not None:
+            clauses.append("created >= :since")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._require().execute(
             f"SELECT * FROM runs {where} ORDER BY created DESC, rowid DESC",
-            {k: v for k, v in given.items() if v is not None},
+            {k: v for k, v in given.items() if v is not None} | ({"since": since} if since else {}),
         )
         return [_run_dict(row) for row in rows]
 

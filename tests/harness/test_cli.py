@@ -87,10 +87,13 @@ def test_run_leaderboard_predict_evaluate(capsys, store_path, tmp_path):
     assert code == 0, err
     run_id = json.loads(out)["run_id"]
 
-    code, out, _ = run_cli(capsys, "leaderboard", "--format", "json", *store)
+    code, out, _ = run_cli(capsys, "leaderboard", "--format", "json", "--by", "run", *store)
     (row,) = json.loads(out)
     assert row["run_id"] == run_id and row["arch"] == "unet" and row["status"] == "finished"
     assert set(row["iou"]) >= {"soil", "bedrock", "sand", "big rock"}
+    code, out, _ = run_cli(capsys, "leaderboard", "--format", "json", *store)
+    (group,) = json.loads(out)
+    assert group["run_ids"] == [run_id] and group["n"] == 1 and group["miou_mean"] == row["miou"]
 
     code, out, _ = run_cli(capsys, "leaderboard", "--format", "markdown", *store)
     assert code == 0 and "| unet |" in out.replace("  ", " ")

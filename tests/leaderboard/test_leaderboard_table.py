@@ -8,7 +8,14 @@ import math
 import pytest
 from rich.console import Console
 
-from leaderboard.table import format_duration, leaderboard_frame, leaderboard_rows, render
+from leaderboard.table import (
+    best_per_arch,
+    format_duration,
+    group_rows,
+    leaderboard_frame,
+    leaderboard_rows,
+    render,
+)
 
 CLASSES = ["background", "soil", "bedrock", "sand", "big rock"]
 
@@ -153,7 +160,7 @@ def test_csv_header_and_values() -> None:
     records = list(csv.DictReader(io.StringIO(text)))
     assert [r["run_id"] for r in records] == ["high-an2dl-low-fg", "mid", "low-an2dl-high-fg"]
     fields = text.splitlines()[0].split(",")
-    assert fields[:8] == ["rank", "run_id", "arch", "loss", "balancer", "seed", "status", "miou"]
+    assert fields[:9] == ["rank", "run_id", "config", "arch", "loss", "balancer", "seed", "status", "miou"]
     assert {"iou_soil", "iou_bedrock", "iou_sand", "iou_big rock"} <= set(fields)
     assert "iou_background" not in fields
     assert float(records[0]["iou_soil"]) == 0.7
@@ -194,7 +201,7 @@ def test_rich_table_prints_to_console() -> None:
 
 def test_unknown_format() -> None:
     with pytest.raises(ValueError, match="format"):
-        render(leaderboard_rows(RUNS), "html", CLASSES)
+        render(leaderboard_rows(RUNS), "xml", CLASSES)
 
 
 def test_empty_rows_render() -> None:
@@ -226,3 +233,57 @@ def test_frame_of_no_rows() -> None:
     frame = leaderboard_frame([])
     assert frame.empty
     assert "miou" in frame.columns
+
+
+def seeded(config: str, seed: int, score, **extra) -> dict:
+    return run(f"{config}-s{seed}", score, score, config_hash=config * 8, seed=seed, **extra)
+
+
+GROUPED = [
+    seeded("a", 0, 0.50),
+    seeded("a", 1, 0.60),
+    seeded("a", 2, 0.70),
+    seeded("b", 0, 0.64, arch="deeplab"),
+    seeded("c", 0, 0.40, arch="deeplab", loss="dice"),
+    seeded("c", 1, None, arch="deeplab", loss="dice", status="failed"),
+]
+
+
+def test_groups_summarise_seeds_with_mean_std_and_n() -> None:
+    groups = group_rows(leaderboard_rows(GROUPED))
+    assert [g["config"] for g in groups] == ["bbbbbbbb", "aaaaaaaa", "cccccccc"]
+    b, a, c = groups
+    assert (a["n"], a["runs"], a["seeds"]) == (3, 3, [0, 1, 2])
+    assert a["miou_mean"] == pytest.approx(0.60)
+    assert a["miou_std"] == pytest.approx(0.10)  # sample std of 0.5, 0.6, 0.7
+    assert b["n"] == 1 and b["miou_std"] is None
+    assert (c["n"], c["runs"]) == (1, 2)  # the failed run counts as a run, not as a score
+    assert a["iou"]["big rock"] == pytest.approx(0.60)
+    assert [g["rank"] for g in groups] == [1, 2, 3]
+
+
+def test_group_json_rows_carry_mean_std_n() -> None:
+    data = json.loads(render(group_rows(leaderboard_rows(GROUPED)), "json", CLASSES))
+    assert {"miou_mean", "miou_std", "n", "config", "run_ids"} <= set(data[0])
+    assert data[1]["n"] == 3 and data[1]["miou_std"] == pytest.approx(0.1)
+
+
+def test_group_markdown_shows_plus_minus_and_n() -> None:
+    text = render(group_rows(leaderboard_rows(GROUPED)), "markdown", CLASSES)
+    header = text.splitlines()[0]
+    assert "| config | n |" in header and "run" not in header.split("|")[2]
+    assert "0.600 ± 0.100" in text
+
+
+def test_best_per_arch_keeps_one_row_per_architecture() -> None:
+    best = best_per_arch(group_rows(leaderboard_rows(GROUPED)))
+    assert [(g["arch"], g["config"]) for g in best] == [("deeplab", "bbbbbbbb"), ("unet", "aaaaaaaa")]
+    assert [g["rank"] for g in best] == [1, 2]
+
+
+def test_group_frame_and_csv() -> None:
+    groups = group_rows(leaderboard_rows(GROUPED))
+    frame = leaderboard_frame(groups)
+    assert {"miou_mean", "miou_std", "n", "iou_soil"} <= set(frame.columns)
+    assert str(frame["n"].dtype) == "Int64"
+    assert render(groups, "csv", CLASSES).startswith("rank,config,config_hash,arch")

@@ -1,0 +1,274 @@
+"""Sweeps: a list of run configurations trained one after another (or handed to Ray), resumable.
+
+A sweep is planned in full before anything trains, so a typo in any of its configurations fails with
+one line and writes nothing. It is resumable: a configuration whose (config hash, seed) already has a
+finished run in the store is skipped, so a killed sweep rerun with the same arguments trains only what
+is missing. One failing run does not stop the others; the summary lists every failure with its error.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.config import Resolved, RunConfig, build_config, read_toml, resolve
+from harness.errors import ConfigError, HarnessError
+from leaderboard.store import RunStore
+
+SEEDS_MAX = 100
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of the sweep: a fully resolved configuration (plugin params filled in) and its seed."""
+
+    resolved: Resolved
+
+    @property
+    def config(self) -> RunConfig:
+        return self.resolved.config
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """What "already done" means: the same experiment (config hash, seed excluded) with the same seed."""
+        return self.resolved.hash, self.config.seed
+
+    @property
+    def label(self) -> str:
+        cfg = self.config
+        return f"{cfg.arch.name} · {cfg.loss.name} · {cfg.balancer.name} · seed {cfg.seed}"
+
+
+@dataclass
+class Outcome:
+    """What became of one planned run."""
+
+    planned: PlannedRun
+    status: str  # finished, failed, interrupted, diverged... or skipped (already in the store)
+    run_id: str | None = None
+    miou: float | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class SweepResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+    @property
+    def failures(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status not in ("finished", "skipped")]
+
+
+def split_list(text: str | None, flag: str) -> list[str] | None:
+    """`a,b,c` -> ['a', 'b', 'c'] (order kept, duplicates dropped); None stays None."""
+    if text is None:
+        return None
+    items = list(dict.fromkeys(part.strip() for part in text.split(",")))
+    if not items or any(not item for item in items):
+        raise ConfigError(f"{flag} expects a comma-separated list of names, got '{text}'")
+    return items
+
+
+def seed_list(seeds: int | None, base_seed: int) -> list[int]:
+    """`--seeds N`: N consecutive seeds from the configured seed."""
+    if seeds is None:
+        return [base_seed]
+    if not 1 <= seeds <= SEEDS_MAX:
+        raise ConfigError(f"--seeds must be between 1 and {SEEDS_MAX}, got {seeds}")
+    return [base_seed + i for i in range(seeds)]
+
+
+def _with_choice(tree: dict[str, Any], section: str, name: str) -> dict[str, Any]:
+    """`tree` with the plugin of `section` set to `name`; params given in the file for another plugin go."""
+    tree = dict(tree)
+    node = tree.get(section) if isinstance(tree.get(section), dict) else {}
+    tree[section] = dict(node) if node.get("name") == name else {"name": name}
+    return tree
+
+
+def plan(
+    base: dict[str, Any],
+    registry: Any,
+    *,
+    archs: Sequence[str] | None = None,
+    losses: Sequence[str] | None = None,
+    balancers: Sequence[str] | None = None,
+    seeds: int | None = None,
+    settings: Sequence[str] = (),
+    plugin_params: dict[str, list[str]] | None = None,
+) -> list[PlannedRun]:
+    """Every run of the sweep, resolved and checked against the plugins (bad input raises before any run).
+
+    `base` is a RunConfig-shaped dict. If it has a `runs` list (a sweep file), each entry overlays the
+    rest of the file and is one configuration; otherwise the grid archs x losses x balancers (each
+    defaulting to the base's choice) is expanded. `settings` (`--set`) and `plugin_params` apply to
+    every configuration; every configuration is repeated for each seed.
+    """
+    base = dict(base)
+    listed = base.pop("runs", None)
+    if listed is not None:
+        if archs or losses or balancers:
+            raise ConfigError(
+                "give either --arch/--loss/--balancer lists or a [[runs]] list in the file, not both"
+            )
+        if not isinstance(listed, list) or not listed or not all(isinstance(r, dict) for r in listed):
+            raise ConfigError("the sweep file's `runs` must be a non-empty list of tables ([[runs]])")
+        trees = [_merge(base, entry) for entry in listed]
+    else:
+        trees = []
+        for arch, loss, balancer in itertools.product(archs or [None], losses or [None], balancers or [None]):
+            tree = base
+            for section, name in (("arch", arch), ("loss", loss), ("balancer", balancer)):
+                if name is not None:
+                    tree = _with_choice(tree, section, name)
+            trees.append(tree)
+    planned: list[PlannedRun] = []
+    seen: set[tuple[str, int]] = set()
+    for number, tree in enumerate(trees, start=1):
+        config, cli = build_config(tree, settings=list(settings), plugin_params=plugin_params)
+        try:
+            resolved = resolve(config, registry, cli)
+        except HarnessError as exc:
+            where = f"run {number} of the sweep" if listed is not None else _grid_name(config)
+            raise type(exc)(f"{where}: {exc}") from None
+        for seed in seed_list(seeds, config.seed):
+            seeded = resolve(resolved.config.model_copy(update={"seed": seed}), registry)
+            item = PlannedRun(seeded)
+            if item.key not in seen:  # the same configuration listed twice runs once
+                seen.add(item.key)
+                planned.append(item)
+    return planned
+
+
+def _grid_name(config: RunConfig) -> str:
+    return f"{config.arch.name}/{config.loss.name}/{config.balancer.name}"
+
+
+def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """`overlay` on top of `base`, recursively for tables; a different plugin name drops the base's params."""
+    out = dict(base)
+    for key, value in overlay.items():
+        old = out.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            if "name" in value and old.get("name") not in (None, value["name"]):
+                old = {}
+            out[key] = _merge(old, value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_sweep_file(path: str | Path) -> dict[str, Any]:
+    """A sweep file: a RunConfig TOML (the base of a grid), optionally with a `[[runs]]` list."""
+    return read_toml(path)
+
+
+def done_keys(store_path: Path) -> set[tuple[str, int]]:
+    """(config hash, seed) of every finished run in the store; empty when there is no store yet."""
+    if not store_path.exists():
+        return set()
+    with RunStore(store_path, create=False) as store:
+        return store.finished_hashes()
+
+
+# An executor trains the planned runs it is given and reports each outcome through `report` as soon as
+# it is known (so the progress view and the summary follow along); it returns when all are done or
+# re-raises KeyboardInterrupt after recording the interrupted run.
+Executor = Callable[[list[PlannedRun], Path, Any, "SweepReporter"], None]
+
+
+class SweepReporter:
+    """Collects outcomes and drives the progress view; executors call it, the CLI reads it."""
+
+    def __init__(self, total: int, progress: Any = None):
+        self.result = SweepResult()
+        self.total = total
+        self.progress = progress
+
+    def started(self, planned: PlannedRun) -> None:
+        if self.progress is not None:
+            self.progress.start_run(planned.label)
+
+    def finished(self, outcome: Outcome) -> None:
+        self.result.outcomes.append(outcome)
+        if self.progress is not None:
+            self.progress.end_run(outcome)
+
+    def run_progress(self) -> Any:
+        """The per-run progress factory handed to `harness.train.execute` (None: no bar)."""
+        return None if self.progress is None else self.progress.run_bar
+
+
+def local_executor(runs: list[PlannedRun], store_path: Path, registry: Any, reporter: SweepReporter) -> None:
+    """Train the runs one after another in this process (the default executor)."""
+    from harness.train import execute
+
+    for planned in runs:
+        reporter.started(planned)
+        started = time.monotonic()
+        try:
+            result = execute(
+                planned.resolved, store_path, registry, progress=reporter.run_progress() or False
+            )
+        except KeyboardInterrupt:
+            reporter.finished(Outcome(planned, "interrupted", seconds=time.monotonic() - started))
+            raise
+        except Exception as exc:  # recorded as failed by execute (if it got that far); the sweep goes on
+            message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            reporter.finished(Outcome(planned, "failed", error=message, seconds=time.monotonic() - started))
+            continue
+        reporter.finished(
+            Outcome(
+                planned,
+                result.status,
+                run_id=result.run_id,
+                miou=result.miou,
+                seconds=time.monotonic() - started,
+            )
+        )
+
+
+def run_sweep(
+    runs: list[PlannedRun],
+    store_path: Path,
+    registry: Any,
+    *,
+    executor: Executor = local_executor,
+    progress: Any = None,
+) -> SweepResult:
+    """Skip what the store already has finished, hand the rest to `executor`, return every outcome."""
+    done = done_keys(store_path)
+    todo = [p for p in runs if p.key not in done]
+    reporter = SweepReporter(len(todo), progress)
+    for planned in runs:
+        if planned.key in done:
+            reporter.result.outcomes.append(Outcome(planned, "skipped"))
+    if progress is not None:
+        progress.begin(len(todo), skipped=len(runs) - len(todo))
+    executor(todo, store_path, registry, reporter)
+    return reporter.result
+
+
+def describe_plan(runs: Iterable[PlannedRun], done: set[tuple[str, int]]) -> list[dict[str, Any]]:
+    """One dict per planned run for `--dry-run`: what would run and what would be skipped."""
+    return [
+        {
+            "arch": p.config.arch.name,
+            "loss": p.config.loss.name,
+            "balancer": p.config.balancer.name,
+            "seed": p.config.seed,
+            "config": p.resolved.hash[:8],
+            "epochs": p.config.train.epochs,
+            "max_minutes": p.config.train.max_minutes,
+            "action": "skip (finished)" if p.key in done else "run",
+        }
+        for p in runs
+    ]
