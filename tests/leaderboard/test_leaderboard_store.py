@@ -285,6 +285,15 @@ def test_resolve_store_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     assert resolve_store_path("x.sqlite") == Path("x.sqlite")
 
 
+def test_store_urls(tmp_path: Path) -> None:
+    assert resolve_store_path("sqlite:///runs/a.sqlite") == Path("runs/a.sqlite")
+    assert resolve_store_path(f"sqlite:///{tmp_path}/b.sqlite") == tmp_path / "b.sqlite"
+    with pytest.raises(HarnessError, match="scheme 'postgresql' is not supported"):
+        resolve_store_path("postgresql://host/db")
+    with pytest.raises(HarnessError, match="names no file"):
+        resolve_store_path("sqlite:///")
+
+
 def test_numpy_scalars_are_stored_as_plain_numbers(store: RunStore) -> None:
     np = pytest.importorskip("numpy")
     start(store, "r1", params=np.int64(42), gflops=np.float32(1.5), seed=np.int64(3))
