@@ -241,7 +241,9 @@ def _add_check_plugin(sub) -> None:
     _common(p)
     p.add_argument("name", help="plugin name, e.g. unet (see `harness list`)")
     p.add_argument(
-        "--kind", choices=("architecture", "loss", "balancer"), help="when a name exists in several kinds"
+        "--kind",
+        choices=("architecture", "block", "loss", "balancer"),
+        help="when a name exists in several kinds",
     )
     p.add_argument("--format", choices=("table", "json"), default="table")
 

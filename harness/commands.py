@@ -17,12 +17,13 @@ from rich.table import Table
 from harness import api
 from harness.config import build_config, read_toml, resolve
 from harness.cost import count_params, forward_gflops
+from harness.distributed import is_rank_zero
 from harness.errors import HarnessError
 from harness.parsing import did_you_mean, parse_since
 from harness.plugins import Registry, load_plugins, parse_blocked
 from harness.train import execute
 from leaderboard.store import resolve_store_path
-from leaderboard.table import best_per_arch, group_rows, leaderboard_rows, render
+from leaderboard.table import best_per_arch, display_table, group_rows, leaderboard_rows, render
 
 EXIT_FAILED = 1
 
@@ -95,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         err = Console(stderr=True, highlight=False, soft_wrap=True)
         err.print(f"harness: run failed: {type(exc).__name__}: {exc}", markup=False)
         return EXIT_FAILED
+    if not is_rank_zero():  # torchrun: every rank has the same result; rank 0 alone prints it
+        return 0 if result.status == "finished" else EXIT_FAILED
     if args.format == "json":
         _print_json(
             {k: v for k, v in vars(result).items() if k != "checkpoint"}
@@ -241,6 +244,8 @@ def _plugin_rows(registry: Registry, kind: str | None) -> list[dict[str, Any]]:
         }
         if spec.kind == "architecture":
             row.update(_architecture_cost(spec))
+        if spec.kind == "block":
+            row["roles"] = sorted(spec.roles)
         rows.append(row)
     return rows
 
@@ -266,6 +271,8 @@ def list_(args: argparse.Namespace) -> int:
         params = ", ".join(f"{k}={v['default']!r}" for k, v in row["params"].items()) or "–"
         if row["kind"] == "architecture" and row.get("params_count") is not None:
             params += f"\n[{row['params_count'] / 1e6:.2f} M params, {row['gflops']:.2f} GFLOPs at 1x64x128]"
+        if row["kind"] == "block":
+            params += f"\nroles: {', '.join(row['roles'])}"
         table.add_row(row["kind"], row["name"], row["summary"], row["provider"], params)
     _wide_console().print(table)
     return 0
@@ -289,7 +296,14 @@ def leaderboard(args: argparse.Namespace) -> int:
         return 0
     class_names = runs[0]["class_names"] if runs else []
     title = f"harness leaderboard: {path} ({args.metric} mIoU, by {args.by})"
-    text = render(rows, args.format, class_names, console=_wide_console(), title=title)
+    if args.format == "html":  # the table plus the report's figures, in one page to mail
+        from harness.report import leaderboard_page
+
+        headers, cells = display_table(rows, class_names)
+        registry = _registry(args)
+        text = leaderboard_page(title, headers, cells, store=path, metric=args.metric, plugins=registry)
+    else:
+        text = render(rows, args.format, class_names, console=_wide_console(), title=title)
     if text is not None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
@@ -391,9 +405,7 @@ def check_plugin(args: argparse.Namespace) -> int:
             registry.get(args.kind, args.name)  # raises with a did-you-mean
         names = sorted({e.spec.name for kind in kinds for e in registry.all(kind)})
         hint = did_you_mean(args.name, names)
-        raise PluginError(
-            f"no architecture, loss or balancer named '{args.name}'{hint} (choices: {', '.join(names)})"
-        )
+        raise PluginError(f"no {', '.join(kinds)} named '{args.name}'{hint} (choices: {', '.join(names)})")
     results = [
         {"kind": spec.kind, "name": spec.name, "check": check, "passed": passed, "note": note}
         for spec in specs
