@@ -85,6 +85,11 @@ class TrainConfig(Strict):
     amp: bool = Field(True, description="Mixed precision (bf16) where the device supports it.")
     channels_last: bool = Field(True, description="Use the channels-last memory format.")
     compile: bool = Field(False, description="torch.compile the model.")
+    sync_bn: bool = Field(
+        False,
+        description="Under torchrun on CUDA: SyncBatchNorm (statistics over every rank's share of the "
+        "batch, as in one process); no effect in a single process.",
+    )
     device: str = Field("auto", description="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps.")
 
 
@@ -211,6 +216,8 @@ def config_hash(resolved: RunConfig) -> str:
     """Hash of everything that defines the experiment except the seed, so seeds group together."""
     payload = resolved.model_dump(mode="json", exclude={"seed"})
     payload["train"].pop("device", None)  # where a run happens does not change what it is
+    if not payload["train"].get("sync_bn"):
+        payload["train"].pop("sync_bn", None)  # added later: left at its default, older hashes still match
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -27,10 +27,12 @@ from harness.cost import count_params, forward_gflops
 from harness.data import SegmentationData, load_npz, split
 from harness.device import pick_amp_dtype, pick_device
 from harness.distance import signed_distance_maps
+from harness.distributed import SINGLE, NullStore, SilentRegistry, World, launched_size, process_group
 from harness.errors import ConfigError, DataError
 from harness.infer import Normalisation, autocast_for, forward_logits, pad_to_multiple, save_checkpoint, score
 from harness.inspect import clean as clean_outliers
 from harness.inspect import inspect as inspect_data
+from harness.metrics import metrics_from_confusion
 from harness.progress import ConsoleProgress
 from leaderboard.store import RunStore
 
@@ -125,6 +127,7 @@ class Prepared:
     train_strong: torch.Tensor | None = None  # (N,) bool rows marked for stronger augmentation
     train_distances: torch.Tensor | None = None  # (N,K,H,W) float16, only for losses that need them
     val_distances: torch.Tensor | None = None
+    world: World = SINGLE  # the processes sharing this run (torchrun); SINGLE for a plain run
 
 
 def _check_supervision_weights(resolved: Resolved, model: nn.Module, data: SegmentationData) -> None:
@@ -143,11 +146,14 @@ def _check_supervision_weights(resolved: Resolved, model: nn.Module, data: Segme
         )
 
 
-def prepare(resolved: Resolved) -> Prepared:
-    """Load, split and balance the data; build model and loss; measure the model's cost."""
+def prepare(resolved: Resolved, world: World = SINGLE) -> Prepared:
+    """Load, split and balance the data; build model and loss; measure the model's cost.
+
+    Under torchrun every rank prepares the same data and model (same seed); `world` names its device.
+    """
     cfg = resolved.config
     seed_everything(cfg.seed)
-    device = pick_device(cfg.train.device)
+    device = world.device or pick_device(cfg.train.device)
     data = load_data(resolved)
     train_idx, val_idx = split(data.masks, cfg.data.val_fraction, cfg.seed, data.num_classes)
     balance = resolved.balancer.build(resolved.balancer_params)
@@ -189,6 +195,7 @@ def prepare(resolved: Resolved) -> Prepared:
         train_strong=balanced.strong,
         train_distances=_distances(resolved, balanced.masks),
         val_distances=_distances(resolved, data.masks[val_idx]),
+        world=world,
     )
 
 
@@ -238,8 +245,12 @@ class Budget:
         self.deadline = time.monotonic() + minutes * 60 if minutes else math.inf
         self.eval_seconds = 0.0
 
-    def exhausted(self) -> bool:
-        return time.monotonic() + self.eval_seconds >= self.deadline
+    def exhausted(self, world: World = SINGLE) -> bool:
+        """Out of time; under torchrun out of time on any rank, so that all ranks stop at the same step."""
+        out = time.monotonic() + self.eval_seconds >= self.deadline
+        if world.size == 1 or self.deadline == math.inf:
+            return out
+        return world.any(out)
 
 
 def epoch_view(resolved: Resolved, prep: Prepared, epoch: int):
@@ -259,14 +270,17 @@ def train_one_epoch(
 ):
     """One pass over a freshly augmented, shuffled training set. Returns (mean loss, images, seconds)."""
     cfg = resolved.config.train
-    device = prep.device
+    device, world = prep.device, prep.world
     images, masks, distances = epoch_view(resolved, prep, epoch)
     images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
     if distances is not None:
         distances = distances.to(device, non_blocking=True)
-    order = torch.randperm(len(images), device=device)
-    batch = cfg.batch_size
-    steps = len(images) // batch if len(images) >= batch else 1  # drop the ragged tail (BatchNorm)
+    if world.size == 1:
+        order = torch.randperm(len(images), device=device)
+    else:  # every rank augments the whole epoch (same seed) and takes its shard of the shuffled rows
+        order = world.epoch_order(len(images), resolved.config.seed, epoch).to(device)
+    batch = cfg.batch_size // world.size  # batch_size is the global batch
+    steps = len(order) // batch if len(order) >= batch else 1  # drop the ragged tail (BatchNorm)
     net.train()
     loss_sum = torch.zeros((), device=device)
     seen = 0
@@ -288,9 +302,13 @@ def train_one_epoch(
         seen += len(idx)
         if progress is not None:
             progress.advance()
-        if budget.exhausted():
+        if budget.exhausted(world):
             break
-    mean_loss = float(loss_sum) / (step + 1)  # the one host sync of the epoch
+    if world.size == 1:
+        mean_loss = float(loss_sum) / (step + 1)  # the one host sync of the epoch
+    else:  # the logged loss and img/s cover all ranks (each took step + 1 steps)
+        totals = world.sum_(torch.stack([loss_sum.double(), loss_sum.new_tensor(seen).double()]))
+        mean_loss, seen = float(totals[0]) / ((step + 1) * world.size), int(totals[1])
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return mean_loss, seen, time.perf_counter() - started
@@ -315,12 +333,61 @@ class Warmup:
             group["lr"] = base * self.done / self.steps
 
 
-def steps_per_epoch(count: int, batch: int) -> int:
-    return max(count // batch, 1)
+def steps_per_epoch(count: int, batch: int, world: World = SINGLE) -> int:
+    """Optimizer steps per epoch; under torchrun each rank takes count / N rows in batches of batch / N."""
+    return max((count // world.size) // (batch // world.size), 1)
 
 
 def _nan_to_none(value: float) -> float | None:
     return None if value is None or math.isnan(value) else value
+
+
+def validate(resolved: Resolved, prep: Prepared, net: nn.Module):
+    """Validation metrics, mean loss and per-image confusion matrices of the whole validation split.
+
+    Under torchrun each rank scores a contiguous shard with rank 0's weights and buffers; the per-image
+    matrices are gathered in row order and summed, so the metrics are exactly the single-process ones
+    (the loss only up to batching, for losses that are not a mean over pixels).
+    """
+    cfg, world = resolved.config, prep.world
+    count = len(prep.val_images)
+    part = slice(0, count) if world.size == 1 else world.shard(count)
+    world.broadcast_buffers(prep.model)
+    metrics, val_loss, per_image = score(
+        net,
+        prep.val_images[part],
+        prep.val_masks[part],
+        norm=prep.norm,
+        multiple=resolved.multiple,
+        num_classes=prep.data.num_classes,
+        ignore_index=cfg.data.ignore_index,
+        device=prep.device,
+        batch_size=cfg.train.eval_batch_size,
+        amp_dtype=prep.amp_dtype,
+        loss_fn=prep.loss_fn,
+        distances=None if prep.val_distances is None else prep.val_distances[part],
+        per_image=True,
+    )
+    if world.size == 1:
+        return metrics, val_loss, per_image
+    k = prep.data.num_classes
+    if per_image is None:  # an empty shard (fewer validation images than ranks)
+        per_image = torch.zeros(0, k, k, dtype=torch.int64, device=prep.device)
+    per_image = world.gather_rows(per_image, count)
+    loss_sum = world.sum_(torch.tensor([val_loss * (part.stop - part.start)], device=prep.device))
+    metrics = metrics_from_confusion(per_image.sum(0), cfg.data.ignore_index)
+    return metrics, float(loss_sum) / max(count, 1), per_image
+
+
+def _has_unused_parameters(resolved: Resolved, prep: Prepared) -> bool:
+    """Whether one training step leaves some parameter without a gradient (DDP must then be told)."""
+    probe = copy.deepcopy(prep.model).train()  # a copy: the real weights and statistics stay untouched
+    rows = slice(0, min(2, len(prep.train_images)))
+    x = prep.norm.apply(prep.train_images[rows].to(prep.device))
+    target = prep.train_masks[rows].to(prep.device).long()
+    extra = () if prep.train_distances is None else (prep.train_distances[rows].to(prep.device),)
+    compute_loss(resolved, probe, prep.loss_fn, x, target, resolved.multiple, extra).backward()
+    return any(p.requires_grad and p.grad is None for p in probe.parameters())
 
 
 def run_loop(
@@ -335,9 +402,10 @@ def run_loop(
 ):
     """Epochs until the epoch limit, early stopping or the time budget; checkpoints the best epoch."""
     cfg = resolved.config
-    model, device = prep.model, prep.device
+    model = prep.model
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    per_epoch = steps_per_epoch(len(prep.train_images), cfg.train.batch_size)
+    world = prep.world
+    per_epoch = steps_per_epoch(len(prep.train_images), cfg.train.batch_size, world)
     warmup = Warmup(optimizer, round(cfg.train.warmup_epochs * per_epoch))
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer,
@@ -346,7 +414,11 @@ def run_loop(
         patience=cfg.train.plateau_patience,
         min_lr=cfg.train.min_lr,
     )
-    net = torch.compile(model) if cfg.train.compile else model
+    if world.size > 1:
+        net = world.wrap(model, find_unused_parameters=_has_unused_parameters(resolved, prep))
+    else:
+        net = model
+    net = torch.compile(net) if cfg.train.compile else net
     stale = 0
     for epoch in range(1, cfg.train.epochs + 1):
         if resolved.loss.scheduled:
@@ -359,21 +431,7 @@ def run_loop(
         state.images_seen += seen
         state.train_seconds += seconds
         eval_started = time.monotonic()
-        metrics, val_loss, per_image = score(
-            net,
-            prep.val_images,
-            prep.val_masks,
-            norm=prep.norm,
-            multiple=resolved.multiple,
-            num_classes=prep.data.num_classes,
-            ignore_index=cfg.data.ignore_index,
-            device=device,
-            batch_size=cfg.train.eval_batch_size,
-            amp_dtype=prep.amp_dtype,
-            loss_fn=prep.loss_fn,
-            distances=prep.val_distances,
-            per_image=True,
-        )
+        metrics, val_loss, per_image = validate(resolved, prep, net)
         budget.eval_seconds = time.monotonic() - eval_started
         state.epochs = epoch
         values = {
@@ -388,11 +446,13 @@ def run_loop(
         }
         state.history.append(values)
         store.log_epoch(info.run_id, epoch, values)
+        # Every decision below follows the gathered metric, so all ranks take it alike.
         current = metrics.miou_an2dl if not math.isnan(metrics.miou_an2dl) else -math.inf
         improved = current > state.best_score
         if improved:
             state.best_score, state.best_epoch = current, epoch
             state.best_metrics = metrics.to_dict(list(prep.data.class_names))
+        if improved and world.is_main:
             save_checkpoint(
                 info.run_dir / CHECKPOINT_NAME,
                 model,
@@ -403,15 +463,13 @@ def run_loop(
                 class_names=list(prep.data.class_names),
             )
             save_per_image(info.run_dir / PER_IMAGE_NAME, prep.val_indices, per_image)
-            stale = 0
-        else:
-            stale += 1
+        stale = 0 if improved else stale + 1
         if progress is not None:
             progress.epoch_line({**values, "val_miou": current, "val_miou_fg": metrics.miou_fg}, improved)
         registry.hook.harness_epoch_end(run=info, epoch=epoch, values=values)
         if warmup.finished:
             plateau.step(current)
-        if stale >= cfg.train.early_stop_patience or budget.exhausted():
+        if stale >= cfg.train.early_stop_patience or budget.exhausted(world):
             break
 
 
@@ -423,23 +481,65 @@ def execute(resolved: Resolved, store_path: str | Path, registry, *, progress: A
     Everything that can fail on bad input (data, plugins, device) happens before the store is opened,
     so bad input never writes to it. Ctrl-C records the run as 'interrupted' (keeping its best
     checkpoint) and re-raises; an exception in training records it as 'failed' and re-raises.
+
+    Under torchrun (WORLD_SIZE > 1) every rank calls this: the run is trained with DDP and recorded once,
+    by rank 0; every rank returns the same result.
     """
     started = time.monotonic()
     budget = Budget(resolved.config.train.max_minutes)  # counts data loading and model building too
-    prep = prepare(resolved)
+    if launched_size() == 1:
+        prep = _prepare_on_device(resolved, SINGLE)
+        with RunStore(store_path) as store:
+            return _train_recorded(resolved, prep, store, registry, started, budget, progress)
+    with process_group(resolved.config.train.device) as world:
+        _check_distributed(resolved, world)
+        prep = _prepare_on_device(resolved, world)
+        if not world.is_main:  # the same code paths, writing nothing
+            store, registry, progress = NullStore(store_path), SilentRegistry(), False
+        else:
+            store = RunStore(store_path)
+        with store:
+            return _train_recorded(resolved, prep, store, registry, started, budget, progress)
+
+
+def _check_distributed(resolved: Resolved, world: World) -> None:
+    """Settings that cannot work with `world.size` processes fail before anything is built."""
+    cfg = resolved.config.train
+    if cfg.batch_size % world.size:
+        raise ConfigError(
+            f"train.batch_size {cfg.batch_size} is the global batch: it must divide evenly among the "
+            f"{world.size} processes (each takes batch_size / {world.size})"
+        )
+    if cfg.sync_bn and world.device.type != "cuda":
+        raise ConfigError("train.sync_bn needs CUDA (SyncBatchNorm has no CPU kernel); leave it off on CPU")
+
+
+def _prepare_on_device(resolved: Resolved, world: World) -> Prepared:
+    prep = prepare(resolved, world)
+    if world.size > 1 and len(prep.train_images) < world.size:
+        raise ConfigError(f"{len(prep.train_images)} training images cannot be shared by {world.size} ranks")
+    if world.size > 1 and resolved.config.train.sync_bn:
+        # Converted in place before DDP wraps it; the checkpoint keys stay those of plain BatchNorm.
+        prep.model = nn.SyncBatchNorm.convert_sync_batchnorm(prep.model)
     if resolved.config.train.channels_last:
         prep.model.to(memory_format=torch.channels_last)
     prep.model.to(prep.device)
     prep.loss_fn.to(prep.device)
-    with RunStore(store_path) as store:
-        return _train_recorded(resolved, prep, store, registry, started, budget, progress)
+    return prep
+
+
+def _device_label(prep: Prepared) -> str:
+    """The store's device column: where the run happened (`cuda x8 (ddp)` for a torchrun run)."""
+    if prep.world.size == 1:
+        return str(prep.device)
+    return f"{prep.device.type} x{prep.world.size} (ddp)"
 
 
 def _train_recorded(resolved, prep, store: RunStore, registry, started: float, budget: Budget, progress: Any):
-    cfg = resolved.config
-    run_id = new_run_id(cfg.arch.name)
+    cfg, world = resolved.config, prep.world
+    run_id = world.broadcast_object(new_run_id(cfg.arch.name))  # random: rank 0's id for every rank
     config_dict = cfg.model_dump(mode="json")
-    info = RunInfo(run_id, config_dict, store.run_dir(run_id), str(prep.device), store.path)
+    info = RunInfo(run_id, config_dict, store.run_dir(run_id), _device_label(prep), store.path)
     store.start_run(
         run_id=run_id,
         config=config_dict,
@@ -449,18 +549,19 @@ def _train_recorded(resolved, prep, store: RunStore, registry, started: float, b
         loss=cfg.loss.name,
         balancer=cfg.balancer.name,
         dataset_id=prep.data.dataset_id,
-        device=str(prep.device),
+        device=_device_label(prep),
         torch_version=torch.__version__,
         params=prep.params,
         gflops=prep.gflops,
         class_names=list(prep.data.class_names),
     )
-    info.run_dir.mkdir(parents=True, exist_ok=True)
+    if world.is_main:
+        info.run_dir.mkdir(parents=True, exist_ok=True)
     state = LoopState()
     status, error = "failed", None
     try:
         registry.hook.harness_run_start(run=info)
-        steps = steps_per_epoch(len(prep.train_images), cfg.train.batch_size)
+        steps = steps_per_epoch(len(prep.train_images), cfg.train.batch_size, world)
         view = ConsoleProgress if progress is True else progress  # a sweep passes its own bar factory
         with view(cfg.train.epochs, steps) if view else nullcontext() as bar:
             run_loop(resolved, prep, info, store, registry, state, budget, bar)
