@@ -3,16 +3,19 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+EXAMPLE := examples/harness-block-example
 
 .PHONY: setup demo test lint clean
 
 setup: $(STAMP)
 
-# Re-installs only when the packaging files change, so `setup` is idempotent and cheap.
-$(STAMP): pyproject.toml constraints.txt
+# Re-installs only when the packaging files change, so `setup` is idempotent and cheap. The example
+# plugin package is installed after the project, as a user installs any plugin; its tests need it.
+$(STAMP): pyproject.toml constraints.txt $(EXAMPLE)/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,ray]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e $(EXAMPLE)
 	touch $(STAMP)
 
 demo: setup

@@ -160,11 +160,13 @@ def _print_plan(rows: list[dict[str, Any]], fmt: str) -> int:
         _print_json(rows)
         return 0
     table = Table(title=f"sweep plan: {sum(r['action'] == 'run' for r in rows)} to run, {len(rows)} in all")
-    for column in ("#", "arch", "loss", "balancer", "seed", "config", "epochs", "max minutes", "action"):
+    columns = ("#", "arch", "arch params", "loss", "balancer", "seed", "config", "epochs", "max minutes")
+    for column in (*columns, "action"):
         table.add_column(column)
     for number, row in enumerate(rows, start=1):
         minutes = "–" if row["max_minutes"] is None else f"{row['max_minutes']:g}"
-        cells = [row["arch"], row["loss"], row["balancer"], str(row["seed"]), row["config"]]
+        cells = [row["arch"], row["arch_params"] or "–", row["loss"], row["balancer"], str(row["seed"])]
+        cells.append(row["config"])
         table.add_row(str(number), *cells, str(row["epochs"]), minutes, row["action"])
     _wide_console().print(table)
     return 0

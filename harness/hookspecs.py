@@ -38,8 +38,11 @@ def harness_architectures() -> list[ArchitectureSpec]:
 def harness_blocks() -> list[BlockSpec]:
     """Return the building blocks (encoder / bottleneck / decoder / skip) this plugin provides.
 
-    Called once when plugins load. `BlockSpec.build(params, in_channels, out_channels)` returns an
-    `nn.Module` that keeps the spatial size; down- and up-sampling stay the architecture's job.
+    Called once when plugins load. `BlockSpec.build(params, in_channels, out_channels, *, norm)` returns
+    an `nn.Module` that keeps the spatial size; down- and up-sampling stay the architecture's job. A
+    skip-fusion block (role "skip") is built with (skip_channels, gating_channels) and called as
+    `module(skip, gating)`; `BlockSpec`'s docstring defines both signatures. Architectures that compose
+    blocks (unet, unetpp) use any registered block by name: `--arch-param encoder_block=NAME`.
     """
 
 

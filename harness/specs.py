@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args, get_origin
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -55,11 +55,19 @@ class PluginSpec(BaseModel):
     ) -> BaseModel:
         """Validate typed `values` (from TOML or Python) overlaid with raw `cli` strings (`k=v` flags).
 
-        Raises ConfigError naming the plugin, the field and the valid fields.
+        A dotted key reaches inside a mapping field (`dict[str, ...]`): `encoder_params.reduction=8`
+        sets `{"reduction": 8}` in the field `encoder_params`, read with the mapping's value type (a
+        string stays raw under `Any`, for the field's own validator to read). Raises ConfigError
+        naming the plugin, the field and the valid fields.
         """
         fields = self.params.model_fields
         merged = dict(values or {})
         for key, raw in (cli or {}).items():
+            head, dot, rest = key.partition(".")
+            if dot and head in fields and _mapping_value(fields[head].annotation) is not None:
+                annotation = fields[head].annotation
+                merged[head] = _set_nested(merged.get(head), rest.split("."), raw, annotation, key)
+                continue
             if key not in fields:
                 merged[key] = raw  # reported below with the did-you-mean
                 continue
@@ -67,7 +75,7 @@ class PluginSpec(BaseModel):
         unknown = [key for key in merged if key not in fields]
         valid = ", ".join(fields) or "(none)"
         if unknown:
-            hint = did_you_mean(unknown[0], fields)
+            hint = did_you_mean(unknown[0].partition(".")[0], fields)
             raise ConfigError(
                 f"unknown {self.kind} parameter '{unknown[0]}' for '{self.name}'{hint} (valid: {valid})"
             )
@@ -116,12 +124,33 @@ class ArchitectureSpec(PluginSpec):
         return value
 
 
+BlockRole = Literal["encoder", "bottleneck", "decoder", "skip"]
+
+
 class BlockSpec(PluginSpec):
-    """A building block. `build(params, in_channels, out_channels) -> nn.Module` keeping H and W."""
+    """A building block that architectures compose by name (`--arch-param encoder_block=se`).
+
+    `build(params, in_channels, out_channels, *, norm) -> nn.Module`, where `norm` is the
+    architecture's normalisation ('batch', 'group', 'instance' or 'none'): the block should use it
+    for its own norm layers so one `--arch-param norm=group` reaches every block. Blocks never
+    change H and W (down- and up-sampling stay the architecture's job) and must work for any H, W
+    of at least 1 (a block that depends on the size, like self-attention, adapts to it per call).
+
+    `roles` says where the block may go:
+    - "encoder", "bottleneck", "decoder": `module(x)` maps (B, in_channels, H, W) to
+      (B, out_channels, H, W). The architecture picks the channel counts (a decoder block gets the
+      concatenated skip and up-sampled features).
+    - "skip" (skip fusion): built as `build(params, skip_channels, gating_channels, *, norm)`;
+      `module(skip, gating)` takes the encoder features (B, skip_channels, H, W) and the decoder
+      features that will meet them (B, gating_channels, h, w), at the same or a coarser size
+      (the block resamples), and returns (B, skip_channels, H, W): the skip as the decoder should
+      see it, which the architecture then concatenates with its up-sampled decoder features.
+    A block declaring several roles is called with the signature of the role it is used in.
+    """
 
     kind: ClassVar[str] = "block"
-    roles: frozenset[Literal["encoder", "bottleneck", "decoder", "skip"]] = frozenset(
-        {"encoder", "bottleneck", "decoder"}
+    roles: frozenset[BlockRole] = Field(
+        frozenset({"encoder", "bottleneck", "decoder"}), min_length=1, description="Where the block may go."
     )
 
 
@@ -177,6 +206,29 @@ class DatasetSpec(PluginSpec):
     """A named dataset usable as `--data NAME`. `build(params) -> harness.data.SegmentationData`."""
 
     kind: ClassVar[str] = "dataset"
+
+
+def _mapping_value(annotation: Any) -> Any | None:
+    """The value type of a `dict[str, V]` annotation (Any for a bare dict), else None."""
+    if annotation is dict:
+        return Any
+    if get_origin(annotation) is dict:
+        args = get_args(annotation)
+        return args[1] if len(args) == 2 else Any
+    return None
+
+
+def _set_nested(node: Any, path: list[str], raw: str, annotation: Any, key: str) -> dict[str, Any]:
+    """A copy of mapping `node` with `raw` (read as the mapping's value type) at `path`."""
+    value_type = Any if annotation is Any else _mapping_value(annotation)
+    if value_type is None:
+        raise ConfigError(f"parameter '{key}' has more dotted parts than its field has levels")
+    copy = dict(node) if isinstance(node, Mapping) else {}
+    if len(path) == 1:
+        copy[path[0]] = raw if value_type is Any else coerce_string(value_type, raw)
+    else:
+        copy[path[0]] = _set_nested(copy.get(path[0]), path[1:], raw, value_type, key)
+    return copy
 
 
 SPEC_KINDS: dict[str, type[PluginSpec]] = {

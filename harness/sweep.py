@@ -257,6 +257,13 @@ def run_sweep(
     return reporter.result
 
 
+def changed_params(spec: Any, params: Any) -> str:
+    """`k=v` for each parameter that differs from the plugin's default (how variants tell apart)."""
+    defaults = spec.parse_params().model_dump(mode="json")
+    chosen = params.model_dump(mode="json")
+    return ", ".join(f"{k}={v}" for k, v in chosen.items() if defaults.get(k) != v)
+
+
 def describe_plan(runs: Iterable[PlannedRun], done: set[tuple[str, int]]) -> list[dict[str, Any]]:
     """One dict per planned run for `--dry-run`: what would run and what would be skipped."""
     return [
@@ -266,6 +273,7 @@ def describe_plan(runs: Iterable[PlannedRun], done: set[tuple[str, int]]) -> lis
             "balancer": p.config.balancer.name,
             "seed": p.config.seed,
             "config": p.resolved.hash[:8],
+            "arch_params": changed_params(p.resolved.arch, p.resolved.arch_params),
             "epochs": p.config.train.epochs,
             "max_minutes": p.config.train.max_minutes,
             "action": "skip (finished)" if p.key in done else "run",

@@ -1,4 +1,8 @@
-"""U-Net (Ronneberger et al. 2015): a contracting path, an expanding path and skip connections."""
+"""U-Net (Ronneberger et al. 2015): a contracting path, an expanding path and skip connections.
+
+Its stages are blocks chosen by name (`encoder_block`, `bottleneck`, `decoder_block`, `skip_fusion`;
+see `plugins/architectures/composition.py`); the defaults build the paper's double convs.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +14,23 @@ from torch import nn
 
 from harness import hookimpl
 from harness.specs import ArchitectureSpec
+from plugins.architectures.composition import BlockChoices, block_factories
 from plugins.architectures.layers import DoubleConv, Norm, check_input_size
 
 
-class UNetParams(BaseModel):
+class UNetShape(BaseModel):
+    """U-Net's own hyperparameters (UNetParams adds the block choices)."""
+
     model_config = ConfigDict(extra="forbid")
 
     depth: int = Field(4, ge=1, le=6, description="Number of 2x down-sampling steps.")
     width: int = Field(16, ge=4, le=128, description="Channels of the first level; doubled at each level.")
     norm: Norm = Field("batch", description="Normalisation layer.")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Channel dropout in the bottleneck.")
+
+
+class UNetParams(BlockChoices, UNetShape):
+    """Hyperparameters of U-Net (pydantic lists the last base's fields first: the shape, then blocks)."""
 
 
 BlockFactory = Callable[[int, int], nn.Module]  # (in_channels, out_channels) -> block keeping H, W
@@ -29,8 +40,11 @@ GateFactory = Callable[[int, int], nn.Module]  # (skip_channels, gating_channels
 class UNet(nn.Module):
     """The U-Net skeleton: `block` builds every conv stage, an optional `gate` filters each skip.
 
-    U-Net variants (R2U-Net's recurrent blocks, Attention U-Net's gates) reuse this skeleton with their
-    own factories, so only what differs is written twice. `params` needs depth, width, norm, dropout.
+    `encoder`, `bottleneck` and `decoder` override `block` for their stages (the block choices of
+    `unet`); U-Net variants (R2U-Net's recurrent blocks, Attention U-Net's gates) reuse this skeleton
+    with their own factories, so only what differs is written twice. `gate(skip_channels,
+    gating_channels)` builds a module called as `gate(skip, x)` with the coarser decoder features `x`,
+    the skip-fusion contract of `BlockSpec`. `params` needs depth, width, norm, dropout.
     """
 
     def __init__(
@@ -40,22 +54,26 @@ class UNet(nn.Module):
         num_classes: int,
         *,
         block: BlockFactory | None = None,
+        encoder: BlockFactory | None = None,
+        bottleneck: BlockFactory | None = None,
+        decoder: BlockFactory | None = None,
         gate: GateFactory | None = None,
         name: str = "unet",
     ):
         super().__init__()
         self.name, self.multiple = name, 2**params.depth
         block = block or (lambda a, b: DoubleConv(a, b, params.norm))
+        encoder, bottleneck, decoder = encoder or block, bottleneck or block, decoder or block
         widths = [params.width * 2**level for level in range(params.depth + 1)]
         self.encoders = nn.ModuleList(
-            block(a, b) for a, b in zip([in_channels, *widths[:-2]], widths[:-1], strict=True)
+            encoder(a, b) for a, b in zip([in_channels, *widths[:-2]], widths[:-1], strict=True)
         )
         self.pool = nn.MaxPool2d(2)
-        self.bottleneck = nn.Sequential(block(widths[-2], widths[-1]), nn.Dropout2d(params.dropout))
+        self.bottleneck = nn.Sequential(bottleneck(widths[-2], widths[-1]), nn.Dropout2d(params.dropout))
         levels = list(reversed(range(params.depth)))
         self.gates = nn.ModuleList(gate(widths[i], widths[i + 1]) for i in levels) if gate else None
         self.ups = nn.ModuleList(nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in levels)
-        self.decoders = nn.ModuleList(block(2 * widths[i], widths[i]) for i in levels)
+        self.decoders = nn.ModuleList(decoder(2 * widths[i], widths[i]) for i in levels)
         self.head = nn.Conv2d(widths[0], num_classes, 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -77,7 +95,16 @@ class UNet(nn.Module):
 
 
 def build(params: UNetParams, *, in_channels: int, num_classes: int) -> nn.Module:
-    return UNet(params, in_channels, num_classes)
+    blocks = block_factories(params)
+    return UNet(
+        params,
+        in_channels,
+        num_classes,
+        encoder=blocks["encoder"],
+        bottleneck=blocks["bottleneck"],
+        decoder=blocks["decoder"],
+        gate=blocks["skip"],
+    )
 
 
 @hookimpl
@@ -85,7 +112,7 @@ def harness_architectures() -> list[ArchitectureSpec]:
     return [
         ArchitectureSpec(
             name="unet",
-            summary="U-Net (Ronneberger 2015): encoder-decoder with skip connections",
+            summary="U-Net (Ronneberger 2015): encoder-decoder with skip connections; blocks by name",
             params=UNetParams,
             build=build,
             input_multiple=lambda params: 2**params.depth,

@@ -2,10 +2,16 @@
 
 Node X^{i,j} (level i, column j) is a conv block over the concatenation of X^{i,0..j-1} and the
 up-sampled X^{i+1,j-1}; column 0 is the encoder. Heads on X^{0,1..depth} allow deep supervision.
+
+Blocks are chosen by name (`plugins/architectures/composition.py`): `encoder_block` builds X^{0..depth-1,0},
+`bottleneck` X^{depth,0}, `decoder_block` every nested node, and a `skip_fusion` block fuses each node's
+dense skips cat(X^{i,0..j-1}) with X^{i+1,j-1} (the coarser features about to be up-sampled) before the
+concatenation, as the skip role defines. The defaults build the paper's double convs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -14,11 +20,14 @@ from torch import nn
 
 from harness import hookimpl
 from harness.specs import ArchitectureSpec
+from plugins.architectures.composition import BlockChoices, block_factories
 from plugins.architectures.layers import DoubleConv, Norm, check_input_size
 
+Factory = Callable[[int, int], nn.Module]
 
-class UNetPlusPlusParams(BaseModel):
-    """Hyperparameters of U-Net++."""
+
+class UNetPlusPlusShape(BaseModel):
+    """U-Net++'s own hyperparameters (UNetPlusPlusParams adds the block choices)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -35,19 +44,39 @@ class UNetPlusPlusParams(BaseModel):
     )
 
 
+class UNetPlusPlusParams(BlockChoices, UNetPlusPlusShape):
+    """Hyperparameters of U-Net++ (pydantic lists the last base's fields first: the shape, then blocks)."""
+
+
 class UNetPlusPlus(nn.Module):
     """U-Net++: training mode returns a list of logits (coarse to final), eval mode one tensor."""
 
-    def __init__(self, params: UNetPlusPlusParams, in_channels: int, num_classes: int):
+    def __init__(
+        self,
+        params: UNetPlusPlusShape,
+        in_channels: int,
+        num_classes: int,
+        *,
+        encoder: Factory | None = None,
+        bottleneck: Factory | None = None,
+        decoder: Factory | None = None,
+        fusion: Factory | None = None,
+    ):
         super().__init__()
         self.depth = params.depth
         self.multiple = 2**params.depth
         self.inference = params.inference
         widths = [params.width * 2**level for level in range(params.depth + 1)]
+
+        def plain(in_ch: int, out_ch: int) -> nn.Module:
+            return DoubleConv(in_ch, out_ch, params.norm)
+
+        encoder, bottleneck, decoder = encoder or plain, bottleneck or plain, decoder or plain
+        # The bottleneck X^{depth,0} stays the last encoder: the module names of a default model stay.
         self.encoders = nn.ModuleList()
         previous = in_channels
-        for width in widths:
-            self.encoders.append(DoubleConv(previous, width, params.norm))
+        for level, width in enumerate(widths):
+            self.encoders.append((bottleneck if level == params.depth else encoder)(previous, width))
             previous = width
         self.pool = nn.MaxPool2d(2)
         self.dropout = nn.Dropout2d(params.dropout)
@@ -61,10 +90,15 @@ class UNetPlusPlus(nn.Module):
                     nn.ConvTranspose2d(widths[level + 1], widths[level], 2, stride=2) for _ in columns
                 )
             )
-            self.nodes.append(
+            self.nodes.append(nn.ModuleList(decoder((j + 1) * widths[level], widths[level]) for j in columns))
+        # fusions[i][j - 1] fuses X^{i,0..j-1} with X^{i+1,j-1}; absent (not empty) without a fusion block.
+        self.fusions = None
+        if fusion is not None:
+            self.fusions = nn.ModuleList(
                 nn.ModuleList(
-                    DoubleConv((j + 1) * widths[level], widths[level], params.norm) for j in columns
+                    fusion(j * widths[level], widths[level + 1]) for j in range(1, params.depth - level + 1)
                 )
+                for level in range(params.depth)
             )
         # Only the heads that get a loss exist, so every parameter receives a gradient in training.
         heads = params.depth if params.deep_supervision else 1
@@ -80,8 +114,12 @@ class UNetPlusPlus(nn.Module):
         grid[-1][0] = self.dropout(grid[-1][0])
         for column in range(1, self.depth + 1):
             for level in range(self.depth - column + 1):
-                up = self.ups[level][column - 1](grid[level + 1][column - 1])
-                grid[level].append(self.nodes[level][column - 1](torch.cat([*grid[level], up], dim=1)))
+                below = grid[level + 1][column - 1]
+                skips = torch.cat(grid[level], dim=1)
+                if self.fusions is not None:
+                    skips = self.fusions[level][column - 1](skips, below)
+                up = self.ups[level][column - 1](below)
+                grid[level].append(self.nodes[level][column - 1](torch.cat([skips, up], dim=1)))
         return grid
 
     def forward(self, images: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
@@ -96,7 +134,16 @@ class UNetPlusPlus(nn.Module):
 
 
 def build(params: UNetPlusPlusParams, *, in_channels: int, num_classes: int) -> nn.Module:
-    return UNetPlusPlus(params, in_channels, num_classes)
+    blocks = block_factories(params)
+    return UNetPlusPlus(
+        params,
+        in_channels,
+        num_classes,
+        encoder=blocks["encoder"],
+        bottleneck=blocks["bottleneck"],
+        decoder=blocks["decoder"],
+        fusion=blocks["skip"],
+    )
 
 
 @hookimpl
@@ -104,7 +151,7 @@ def harness_architectures() -> list[ArchitectureSpec]:
     return [
         ArchitectureSpec(
             name="unetpp",
-            summary="U-Net++ (Zhou 2018): nested dense skip pathways, optional deep supervision",
+            summary="U-Net++ (Zhou 2018): nested dense skips, optional deep supervision; blocks by name",
             params=UNetPlusPlusParams,
             build=build,
             input_multiple=lambda params: 2**params.depth,

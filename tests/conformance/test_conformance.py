@@ -1,4 +1,4 @@
-"""Every registered architecture, loss and balancer — built-in or installed third-party — passes the kit.
+"""Every registered architecture, block, loss and balancer, built-in or installed third-party, passes the kit.
 
 The checks live in `harness.conformance` so `harness check-plugin NAME` gives a plugin author the same
 verdict as this suite.
@@ -31,4 +31,4 @@ def test_conformance(spec, check):
 
 def test_every_builtin_kind_is_covered():
     kinds = {case.values[0].kind for case in CASES}
-    assert kinds == {"architecture", "loss", "balancer"}
+    assert kinds == {"architecture", "block", "loss", "balancer"}

@@ -31,7 +31,14 @@ def test_one_epoch_run_is_recorded_with_a_loadable_checkpoint(store_path):
         record = store.get_run(result.run_id)
         history = store.history(result.run_id)
     assert record["status"] == "finished"
-    assert record["config"]["arch"]["params"] == {"depth": 2, "width": 4, "norm": "batch", "dropout": 0.1}
+    params = record["config"]["arch"]["params"]
+    assert {k: params[k] for k in ("depth", "width", "norm", "dropout")} == {
+        "depth": 2,
+        "width": 4,
+        "norm": "batch",
+        "dropout": 0.1,
+    }
+    assert (params["encoder_block"], params["bottleneck"], params["skip_fusion"]) == ("conv", "conv", "none")
     assert record["params"] > 0 and record["gflops"] > 0 and record["train_img_s"] > 0
     assert [h["epoch"] for h in history] == [1]
     checkpoint = load_checkpoint(result.checkpoint)  # weights_only=True inside

@@ -1,0 +1,1 @@
+"""An example third-party harness plugin: one block, `ghost`, registered through the entry point."""
