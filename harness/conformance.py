@@ -40,6 +40,18 @@ def small_params(spec: PluginSpec) -> BaseModel:
     return spec.parse_params({"width": max(int(lower), 4)})
 
 
+def shallow_params(spec: PluginSpec) -> BaseModel:
+    """`small_params` with `depth` (when there is one) at most 2: compiling is the kit's slowest check and
+    whether a graph compiles does not depend on how many times its levels repeat."""
+    params = small_params(spec)
+    depth = getattr(params, "depth", None)
+    if not isinstance(depth, int) or depth <= 2:
+        return params
+    field = spec.params.model_fields["depth"]
+    lower = next((m.ge for m in field.metadata if hasattr(m, "ge")), 1)
+    return spec.parse_params({**params.model_dump(mode="json"), "depth": max(2, int(lower))})
+
+
 def _build(spec: ArchitectureSpec, params: BaseModel) -> nn.Module:
     model = spec.build(params, in_channels=1, num_classes=NUM_CLASSES)
     _require(isinstance(model, nn.Module), f"build returned {type(model).__name__}, not an nn.Module")
@@ -208,7 +220,7 @@ def check_deep_supervision(spec: ArchitectureSpec) -> str:
 
 
 def check_compile(spec: ArchitectureSpec) -> str:
-    model = _build(spec, small_params(spec)).eval()
+    model = _build(spec, shallow_params(spec)).eval()
     images, masks = _random_batch(batch=2)
     torch._dynamo.reset()
     try:
