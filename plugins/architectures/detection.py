@@ -92,15 +92,15 @@ def box_iou(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     """IoU of (..., N, 4) with (..., M, 4) -> (..., N, M); 0 where both boxes are empty."""
     with float32(first.device):
         first, second = first.float()[..., :, None, :], second.float()[..., None, :, :]
-        overlap_w = torch.minimum(first[..., 2], second[..., 2]) - torch.maximum(
-            first[..., 0], second[..., 0]
-        )
-        overlap_h = torch.minimum(first[..., 3], second[..., 3]) - torch.maximum(
-            first[..., 1], second[..., 1]
-        )
-        overlap = overlap_w.clamp_min(0) * overlap_h.clamp_min(0)
+        overlap = _overlap(first, second, axis=0) * _overlap(first, second, axis=1)
         union = box_area(first) + box_area(second) - overlap
         return overlap / union.clamp_min(1e-9)
+
+
+def _overlap(first: torch.Tensor, second: torch.Tensor, axis: int) -> torch.Tensor:
+    """Length of the intersection of the boxes' extents along x (axis 0) or y (axis 1)."""
+    low = torch.maximum(first[..., axis], second[..., axis])
+    return (torch.minimum(first[..., axis + 2], second[..., axis + 2]) - low).clamp_min(0)
 
 
 def make_anchors(

@@ -241,7 +241,7 @@ def test_no_module_of_the_project_imports_torchvision():
     root = Path(__file__).resolve().parents[3]
     sources = [
         path
-        for folder in ("harness", "plugins", "leaderboard", "tests")
+        for folder in ("harness", "plugins", "leaderboard", "tests", "examples")
         for path in (root / folder).rglob("*.py")
     ]
     pattern = re.compile(r"^\s*(import|from)\s+torchvision\b", re.MULTILINE)
