@@ -16,17 +16,10 @@ import pytest
 from harness.cli import main
 from harness.plugins import load_plugins
 from harness.sweep import plan, seed_list, split_list
+from tests_support import TINY_ARGS
 
 GRID = ["--arch", "unet,attunet", "--loss", "ce,dice", "--balancer", "none,classweights"]
-TINY = [
-    "--arch-param", "width=4",
-    "--arch-param", "depth=2",
-    "--data-param", "n=24",
-    "--data-param", "test_n=3",
-    "--set", "train.batch_size=8",
-    "--set", "train.eval_batch_size=16",
-    "--epochs", "1",
-]  # fmt: skip
+TINY = TINY_ARGS  # the tiny run of tests_support; --no-progress suits a sweep too
 
 
 def run_cli(capsys, *argv):
