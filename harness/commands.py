@@ -117,7 +117,7 @@ def sweep(args: argparse.Namespace) -> int:
     from harness.progress import SweepLines, SweepProgress
 
     registry = _registry(args)
-    base = sweeping.read_sweep_file(args.config) if args.config else {}
+    base = read_toml(args.config) if args.config else {}  # a RunConfig, optionally with [[runs]]
     settings = [
         f"{path}={getattr(args, flag)}"
         for flag, path in FLAG_SETTINGS.items()

@@ -83,6 +83,14 @@ class ConsoleProgress:
         self.bar.console.file.flush()  # epoch lines reach a log file as they happen
 
 
+def outcome_line(outcome: Outcome) -> str:
+    """What a sweep says of a finished run: which run, its id, its score, its time and any error."""
+    score = "" if outcome.miou is None else f" val mIoU {outcome.miou:.4f}"
+    error = f" ({outcome.error})" if outcome.error else ""
+    run = f" {outcome.run_id}" if outcome.run_id else ""
+    return f"{outcome.planned.label}{run}{score} in {outcome.seconds:.0f} s{error}"
+
+
 class SweepProgress:
     """An overall bar over the sweep's runs (with ETA), the current run's bar, and one line per run."""
 
@@ -114,14 +122,7 @@ class SweepProgress:
         return view
 
     def end_run(self, outcome: Outcome) -> None:
-        score = "" if outcome.miou is None else f" val mIoU {outcome.miou:.4f}"
-        error = f" ({outcome.error})" if outcome.error else ""
-        run = f" {outcome.run_id}" if outcome.run_id else ""
-        self.bar.console.print(
-            f"{outcome.status:<11} {outcome.planned.label}{run}{score} in {outcome.seconds:.0f} s{error}",
-            markup=False,
-            soft_wrap=True,
-        )
+        self.bar.console.print(f"{outcome.status:<11} {outcome_line(outcome)}", markup=False, soft_wrap=True)
         self.bar.advance(self.overall)
 
 
@@ -153,12 +154,6 @@ class SweepLines:
 
     def end_run(self, outcome: Outcome) -> None:
         self.done += 1
-        score = "" if outcome.miou is None else f" val mIoU {outcome.miou:.4f}"
-        error = f" ({outcome.error})" if outcome.error else ""
-        run = f" {outcome.run_id}" if outcome.run_id else ""
-        self.console.print(
-            f"[{self.done}/{self.total}] {outcome.status} {outcome.planned.label}{run}{score} "
-            f"in {outcome.seconds:.0f} s{error}",
-            markup=False,
-        )
+        line = f"[{self.done}/{self.total}] {outcome.status} {outcome_line(outcome)}"
+        self.console.print(line, markup=False)
         self.console.file.flush()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.config import Resolved, RunConfig, build_config, read_toml, resolve
+from harness.config import Resolved, RunConfig, build_config, resolve
 from harness.errors import ConfigError, HarnessError
 from leaderboard.store import RunStore
 
@@ -140,7 +140,8 @@ def plan(
             where = f"run {number} of the sweep" if listed is not None else _grid_name(config)
             raise type(exc)(f"{where}: {exc}") from None
         for seed in seed_list(seeds, config.seed):
-            seeded = resolve(resolved.config.model_copy(update={"seed": seed}), registry)
+            # Only the seed changes: plugins and params are already checked, and the hash excludes the seed.
+            seeded = resolved.model_copy(update={"config": resolved.config.model_copy(update={"seed": seed})})
             item = PlannedRun(seeded)
             if item.key not in seen:  # the same configuration listed twice runs once
                 seen.add(item.key)
@@ -164,11 +165,6 @@ def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
-
-
-def read_sweep_file(path: str | Path) -> dict[str, Any]:
-    """A sweep file: a RunConfig TOML (the base of a grid), optionally with a `[[runs]]` list."""
-    return read_toml(path)
 
 
 def done_keys(store_path: Path) -> set[tuple[str, int]]:
