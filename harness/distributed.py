@@ -168,6 +168,9 @@ def process_group(device_name: str) -> Iterator[World]:
     try:
         control = dist.new_group(backend="gloo") if backend == "nccl" else None
         yield World(size=size, rank=rank, local_rank=local_rank, device=device, control=control)
+        # Every rank finishes before any tears down: a rank leaving while its peer still talks to it (rank 0
+        # records and prints last) can abort gloo's connection threads ("terminate called ...", SIGABRT).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
