@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXAMPLE := examples/harness-block-example
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test bench lint clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,11 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# The speed benchmark (naive loop vs the harness, side by side): e.g. make bench BENCH_ARGS="--arch unet".
+BENCH_ARGS ?=
+bench: setup
+	$(BIN)/harness bench $(BENCH_ARGS)
 
 lint: setup
 	$(BIN)/ruff check --fix .

@@ -20,7 +20,7 @@ from torch import nn
 
 from harness.config import Resolved, RunConfig, build_config, dataset_for, resolve
 from harness.data import SegmentationData, load_npz
-from harness.device import pick_amp_dtype, pick_device
+from harness.device import eval_batch_size, pick_amp_dtype, pick_device
 from harness.errors import DataError, HarnessError
 from harness.infer import Normalisation, load_checkpoint, predict_masks, score
 from harness.plugins import Registry, load_plugins
@@ -161,7 +161,7 @@ def predict(
         multiple=loaded.resolved.multiple,
         ignore_index=cfg.data.ignore_index,
         device=target,
-        batch_size=cfg.train.eval_batch_size,
+        batch_size=eval_batch_size(target, cfg.train.eval_batch_size),
         amp_dtype=amp,
     ).numpy()
     if out is not None:
@@ -203,7 +203,7 @@ def evaluate(
         num_classes=cfg.data.num_classes,
         ignore_index=cfg.data.ignore_index,
         device=target,
-        batch_size=cfg.train.eval_batch_size,
+        batch_size=eval_batch_size(target, cfg.train.eval_batch_size),
         amp_dtype=amp,
     )
     result = metrics.to_dict(list(dataset.class_names))

@@ -1,17 +1,44 @@
 """The `harness` command: a thin argparse layer over harness.api and the plugin registry.
 
-Bad input (flags, files, configs, plugin parameters) prints one line on stderr and exits 2.
+Bad input (flags, files, configs, plugin parameters) prints one line on stderr and exits 2. Ctrl-C
+(SIGINT) and SIGTERM record the run in progress as 'interrupted', print one line and exit 130 and 143.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from harness.config import settings_help
 from harness.errors import HarnessError
 
 EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so that the same path records the run."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While the command runs, SIGTERM (kill, a scheduler's stop, torchrun) raises `Terminated`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class Parser(argparse.ArgumentParser):
@@ -51,6 +78,13 @@ def _add_run(sub) -> None:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     p.add_argument("--format", choices=("text", "json"), default="text", help="how to print the result")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        help="continue a stopped run (interrupted, killed, failed) from its last checkpoint under the same "
+        "id, with its stored config: epochs, optimizer, LR schedule and early stopping carry on. Only "
+        "--epochs (a new limit; needed to extend a finished run) and --device may be given with it",
+    )
 
 
 def _config_options(p: argparse.ArgumentParser, lists: bool = False) -> None:
@@ -162,7 +196,10 @@ def _add_leaderboard(sub) -> None:
         "each architecture (the report's Table 1); run: one row per run",
     )
     p.add_argument(
-        "--status", default="finished", help="finished (default), failed, interrupted, running or all"
+        "--status",
+        default="finished",
+        choices=("finished", "failed", "interrupted", "diverged", "running", "all"),
+        help="finished (default), failed, interrupted, diverged, running or all",
     )
     p.add_argument("--arch", help="only this architecture")
     p.add_argument("--loss", help="only this loss")
@@ -284,6 +321,19 @@ def _add_data(sub) -> None:
     view.add_argument("--epoch", type=int, default=1, help="which epoch's augmentation to show (default 1)")
 
 
+def _add_bench(sub) -> None:
+    from harness.bench import add_arguments
+
+    p = sub.add_parser(
+        "bench",
+        help="benchmark the training path against a naive loop",
+        description="Train each architecture with a naive notebook loop and with the harness's own path, "
+        "side by side in one process; print img/s, speed-up, inference img/s, MFU, params, GFLOPs, memory.",
+    )
+    _common(p)
+    add_arguments(p)
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="harness", description="Plugin-based benchmark harness for semantic segmentation.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
@@ -298,9 +348,16 @@ def build_parser() -> Parser:
         _add_report,
         _add_check_plugin,
         _add_data,
+        _add_bench,
     ):
         add(sub)
     return parser
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from harness.bench import command
+
+    return command(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,20 +365,37 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     err = Console(stderr=True, highlight=False, soft_wrap=True)
+    args = None
     try:
-        args = build_parser().parse_args(argv)
-        from harness import commands
+        with _sigterm_interrupts():
+            args = build_parser().parse_args(argv)
+            from harness import commands
 
-        handler = {"list": commands.list_, "check-plugin": commands.check_plugin}.get(
-            args.command
-        ) or getattr(commands, args.command)
-        return handler(args)
+            handler = {"list": commands.list_, "check-plugin": commands.check_plugin, "bench": _bench}.get(
+                args.command
+            ) or getattr(commands, args.command)
+            return handler(args)
     except HarnessError as exc:
         err.print(f"harness: error: {exc}", markup=False)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        err.print("harness: interrupted (a run in progress is recorded as 'interrupted')", markup=False)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        err.print(_interrupted_line(exc, getattr(args, "command", None)), markup=False)
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+
+
+def _interrupted_line(exc: KeyboardInterrupt, command: str | None) -> str:
+    """One line: what stopped us, what was recorded, how to go on."""
+    what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+    run_id = getattr(exc, "run_id", None)
+    if command == "sweep":
+        recorded = f"run {run_id} recorded as 'interrupted'; " if run_id else ""
+        return f"harness: sweep {what}: {recorded}rerun the same command to train what is missing"
+    if run_id:
+        return (
+            f"harness: {what}: run {run_id} recorded as 'interrupted'; "
+            f"continue it with `harness run --resume {run_id}`"
+        )
+    return f"harness: {what}"
 
 
 if __name__ == "__main__":

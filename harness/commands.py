@@ -21,7 +21,7 @@ from harness.distributed import is_rank_zero
 from harness.errors import HarnessError
 from harness.parsing import did_you_mean, parse_since
 from harness.plugins import Registry, load_plugins, parse_blocked
-from harness.train import execute
+from harness.train import OutOfMemory, execute
 from leaderboard.store import resolve_store_path
 from leaderboard.table import best_per_arch, display_table, group_rows, leaderboard_rows, render
 
@@ -85,16 +85,27 @@ def _resolved(args: argparse.Namespace, registry: Registry):
 
 def run(args: argparse.Namespace) -> int:
     registry = _registry(args)
-    resolved = _resolved(args, registry)
+    store_path = resolve_store_path(args.store)
+    point = None
+    if args.resume:
+        from harness.resume import plan_resume
+
+        _refuse_config_flags(args)
+        resolved, point = plan_resume(
+            store_path, args.resume, registry, epochs=args.epochs, device=args.device
+        )
+    else:
+        resolved = _resolved(args, registry)
     try:
-        result = execute(resolved, resolve_store_path(args.store), registry, progress=not args.no_progress)
+        result = execute(resolved, store_path, registry, progress=not args.no_progress, resume=point)
     except (KeyboardInterrupt, HarnessError):
         raise
     except Exception as exc:  # a bug or a crash in training: the run (if it started) is recorded as failed
         if os.environ.get("HARNESS_DEBUG"):
             traceback.print_exc()
         err = Console(stderr=True, highlight=False, soft_wrap=True)
-        err.print(f"harness: run failed: {type(exc).__name__}: {exc}", markup=False)
+        text = str(exc) if isinstance(exc, OutOfMemory) else f"{type(exc).__name__}: {exc}"
+        err.print(f"harness: run failed: {text}", markup=False)
         return EXIT_FAILED
     if not is_rank_zero():  # torchrun: every rank has the same result; rank 0 alone prints it
         return 0 if result.status == "finished" else EXIT_FAILED
@@ -106,6 +117,34 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_result(result)
     return 0 if result.status == "finished" else EXIT_FAILED
+
+
+# What `run --resume` refuses: anything that would change the stored configuration.
+_CONFIG_FLAGS = {
+    "arch": "--arch",
+    "loss": "--loss",
+    "balancer": "--balancer",
+    "arch_param": "--arch-param",
+    "loss_param": "--loss-param",
+    "balancer_param": "--balancer-param",
+    "data_param": "--data-param",
+    "data": "--data",
+    "config": "--config",
+    "settings": "--set",
+    "seed": "--seed",
+    "limit": "--limit",
+    "batch_size": "--batch-size",
+    "max_minutes": "--max-minutes",
+}
+
+
+def _refuse_config_flags(args: argparse.Namespace) -> None:
+    given = [flag for name, flag in _CONFIG_FLAGS.items() if getattr(args, name, None) not in (None, [])]
+    if given:
+        raise HarnessError(
+            f"--resume continues run {args.resume} with its stored config; {', '.join(given)} would change "
+            "it (only --epochs and --device go with --resume): start a new run instead"
+        )
 
 
 def _plugin_params(args: argparse.Namespace) -> dict[str, list[str]]:
@@ -145,12 +184,8 @@ def sweep(args: argparse.Namespace) -> int:
         executor = ray_executor(args.address)
     json_out = args.format == "json"
     view = SweepLines(stderr=json_out) if args.no_progress or json_out else SweepProgress()
-    try:
-        with view:
-            result = sweeping.run_sweep(runs, store_path, registry, executor=executor, progress=view)
-    except KeyboardInterrupt:
-        print("sweep interrupted: rerun the same command to train what is missing", file=sys.stderr)
-        raise
+    with view:  # Ctrl-C and SIGTERM end in cli.main, which says how to go on
+        result = sweeping.run_sweep(runs, store_path, registry, executor=executor, progress=view)
     _print_sweep(result, store_path, args.format)
     return EXIT_FAILED if result.failures else 0
 
@@ -216,8 +251,10 @@ def _print_result(result: api.RunResult) -> None:
     print(f"  per-class IoU: {per_class}")
     print(
         f"  train {_fmt(result.train_img_s, 1)} img/s, wall {result.wall_time:.1f} s, "
-        f"checkpoint {result.checkpoint}"
+        f"checkpoint {result.checkpoint if result.checkpoint.exists() else 'none'}"
     )
+    if result.error:
+        print(f"  {result.status}: {result.error}")
 
 
 def _params_info(spec) -> dict[str, dict[str, Any]]:
@@ -464,14 +501,16 @@ def data_preview(args: argparse.Namespace) -> int:
     import numpy as np
 
     from harness.sheets import contact_sheet
-    from harness.train import epoch_view, prepare
+    from harness.train import augmented_view, prepare
 
     if not 1 <= args.count <= 64:
         raise HarnessError(f"--count must be between 1 and 64, got {args.count}")
+    if args.epoch < 1:
+        raise HarnessError(f"--epoch must be >= 1, got {args.epoch}")
     registry = _registry(args)
     resolved = _resolved(args, registry)
     prep = prepare(resolved)
-    images, masks, _ = epoch_view(resolved, prep, args.epoch)
+    images, masks = augmented_view(resolved, prep, args.epoch)
     rng = np.random.default_rng(resolved.config.seed)
     rows = np.sort(rng.choice(len(images), size=min(args.count, len(images)), replace=False))
     strong = prep.train_strong

@@ -14,6 +14,7 @@ The per-image matrices are the best epoch's, written by the training loop to ``v
 from __future__ import annotations
 
 import math
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,9 +217,9 @@ def load_per_image(store: RunStore, run: dict) -> PerImage:
             "before validating or was recorded before per-image results were kept; rerun it to compare it"
         )
     try:
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:  # never unpickle: the file is only data
             indices, confusion = np.asarray(data["indices"]), np.asarray(data["confusion"])
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # truncated or not a zip
         raise HarnessError(f"{path}: not a readable per-image file ({exc})") from None
     shape_ok = confusion.ndim == 3 and confusion.shape[1] == confusion.shape[2]
     if indices.ndim != 1 or not shape_ok or len(indices) != len(confusion) or len(indices) == 0:

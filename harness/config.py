@@ -7,13 +7,16 @@ what the run store keeps and what the config hash is computed from.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from harness.augment import AugmentPipeline, pipeline_from_config
 from harness.compose import compose_balancers
@@ -24,7 +27,8 @@ DEFAULT_CHOICES = {"arch": "unet", "loss": "ce", "balancer": "none"}
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf and NaN pass every bound check pydantic makes (inf > 0), so a run would start with lr=inf.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class PluginChoice(Strict):
@@ -70,13 +74,23 @@ class TrainConfig(Strict):
     epochs: int = Field(40, ge=1, description="Maximum number of epochs.")
     max_minutes: float | None = Field(None, gt=0, description="Time budget; stops cleanly and still records.")
     batch_size: int = Field(32, ge=1, description="Training batch size.")
-    eval_batch_size: int = Field(256, ge=1, description="Batch size for validation and prediction.")
+    eval_batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="Batch size for validation and prediction; auto: 32 on CPU (cache-sized batches run "
+        "fastest there), 512 on CUDA.",
+    )
     lr: float = Field(2e-3, gt=0, description="Peak AdamW learning rate.")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay.")
     warmup_epochs: float = Field(1.0, ge=0, description="Linear warm-up length in epochs.")
     plateau_patience: int = Field(3, ge=0, description="Epochs without mIoU gain before the LR is cut.")
     plateau_factor: float = Field(0.5, gt=0, lt=1, description="LR multiplier on a plateau.")
     min_lr: float = Field(1e-5, ge=0, description="LR floor for the plateau schedule.")
+    schedule: Literal["plateau", "onecycle"] = Field(
+        "plateau",
+        description="plateau: warm-up then reduce-on-plateau. onecycle: warm up to lr, then cosine to ~0 "
+        "by the end of the run: the epoch limit or --max-minutes, whichever comes first.",
+    )
+    onecycle_pct: float = Field(0.25, gt=0, lt=1, description="onecycle: share of the run spent warming up.")
     early_stop_patience: int = Field(8, ge=1, description="Epochs without mIoU gain before stopping.")
     deep_supervision_weights: list[float] | None = Field(
         None, description="Loss weight per deep-supervision output, coarse to final (None: equal)."
@@ -91,6 +105,20 @@ class TrainConfig(Strict):
         "batch, as in one process); no effect in a single process.",
     )
     device: str = Field("auto", description="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps.")
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, name: str) -> str:
+        # Only the spelling is checked here (a sweep plans on one machine and may run on another);
+        # whether the device exists is checked when a run starts.
+        if name != "auto":
+            try:
+                torch.device(name)
+            except RuntimeError:
+                raise PydanticCustomError(
+                    "device", "not a device name; choose auto, cpu, cuda, cuda:N or mps"
+                ) from None
+        return name
 
 
 class RunConfig(Strict):
@@ -137,8 +165,14 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: config file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    except ValueError as exc:  # a path with a NUL byte
+        raise ConfigError(f"{str(path)!r}: cannot read config: {exc}") from None
 
 
 def _field_annotation(path: list[str]) -> Any:
@@ -151,32 +185,37 @@ def _field_annotation(path: list[str]) -> Any:
             choices = [f"{prefix}.{name}" if prefix else name for name in fields]
             full = ".".join(path[: depth + 1])
             raise ConfigError(
-                f"unknown setting '{full}'{did_you_mean(full, choices)} (choices: {', '.join(choices)})"
+                f"unknown setting {full!r}{did_you_mean(full, choices)} (choices: {', '.join(choices)})"
             )
         annotation = fields[key].annotation
         if depth == len(path) - 1:
             return annotation
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            raise ConfigError(f"setting '{'.'.join(path[: depth + 1])}' has no sub-keys")
+            raise ConfigError(f"setting {'.'.join(path[: depth + 1])!r} has no sub-keys")
         model = annotation
     return None
 
 
-def apply_setting(tree: dict[str, Any], assignment: str) -> None:
+def apply_setting(tree: dict[str, Any], assignment: str, cli_params: dict[str, dict[str, str]]) -> None:
     """Apply one `--set section.key=value` to the raw config dict in place.
 
-    `arch.params.x=v` (and loss/balancer/data params) keeps the raw string: the plugin's own params
-    model reads it in `resolve`.
+    `arch.params.x=v` (and loss/balancer/data params) keeps the raw string, in `cli_params[section]`:
+    the plugin's own params model reads it in `resolve`.
     """
     key, raw = split_assignment(assignment, "--set")
     path = key.split(".")
     if len(path) >= 3 and path[1] == "params" and path[0] in ("arch", "loss", "balancer", "data"):
-        tree.setdefault(path[0], {}).setdefault("cli_params", {})[".".join(path[2:])] = raw
+        cli_params.setdefault(path[0], {})[".".join(path[2:])] = raw
         return
     annotation = _field_annotation(path)
     node = tree
-    for part in path[:-1]:
+    for depth, part in enumerate(path[:-1]):
         node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            where = ".".join(path[: depth + 1])
+            raise ConfigError(
+                f"--set {key}: '{where}' is {node!r} in the config, not a table; fix the config file"
+            )
     node[path[-1]] = coerce_string(annotation, raw)
 
 
@@ -191,14 +230,12 @@ def build_config(
     Returns the config and, per plugin section, the raw command-line parameter strings that `resolve`
     validates against the plugin's params model.
     """
-    tree = json.loads(json.dumps(base or {}))  # deep copy; TOML values are JSON-safe
-    for assignment in settings:
-        apply_setting(tree, assignment)
+    if base is not None and not isinstance(base, dict):
+        raise ConfigError(f"a config is a table of settings (a dict), got {type(base).__name__}")
+    tree = copy.deepcopy(base or {})  # TOML values may be dates, which a JSON round trip would not survive
     cli_params: dict[str, dict[str, str]] = {}
-    for section in ("arch", "loss", "balancer", "data"):
-        node = tree.get(section)
-        if isinstance(node, dict) and "cli_params" in node:
-            cli_params[section] = node.pop("cli_params")
+    for assignment in settings:
+        apply_setting(tree, assignment, cli_params)
     for section, items in (plugin_params or {}).items():
         for item in items:
             key, raw = split_assignment(item, f"--{section}-param")
@@ -212,12 +249,20 @@ def build_config(
         raise ConfigError(describe_validation_error(exc, "bad config")) from None
 
 
+_LATER_TRAIN_SETTINGS = {"sync_bn": False, "schedule": "plateau", "onecycle_pct": 0.25}
+
+
 def config_hash(resolved: RunConfig) -> str:
     """Hash of everything that defines the experiment except the seed, so seeds group together."""
     payload = resolved.model_dump(mode="json", exclude={"seed"})
     payload["train"].pop("device", None)  # where a run happens does not change what it is
-    if not payload["train"].get("sync_bn"):
-        payload["train"].pop("sync_bn", None)  # added later: left at its default, older hashes still match
+    # Settings added later are left out while they keep the behaviour older versions had, so the hashes
+    # of runs recorded before them still match.
+    for key, legacy in _LATER_TRAIN_SETTINGS.items():
+        if payload["train"].get(key) == legacy:
+            payload["train"].pop(key, None)
+    if payload["train"].get("eval_batch_size") == "auto":  # batching never changes the metric; 256 was
+        payload["train"]["eval_batch_size"] = 256  # the fixed default before "auto" and stays in old hashes
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -257,11 +302,18 @@ def dataset_for(source: str, registry: Any) -> Any | None:
     A path that does not exist is a DataError; a bare word that is no dataset gets a did-you-mean.
     """
     names = registry.specs["dataset"]
-    if source not in names and Path(source).is_file():
+    if source not in names and _is_file(source):
         return None
     if source not in names and (Path(source).suffix or "/" in source or "\\" in source):
         raise DataError(f"{source}: no such file")
     return registry.get("dataset", source)
+
+
+def _is_file(source: str) -> bool:
+    try:
+        return Path(source).is_file()
+    except OSError as exc:  # e.g. a name too long for the filesystem
+        raise DataError(f"{source}: cannot be opened ({exc.strerror})") from None
 
 
 def resolve(

@@ -6,7 +6,6 @@ Every image set is held as (N, H, W) uint8 tensors: one grayscale channel, masks
 from __future__ import annotations
 
 import hashlib
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +13,10 @@ import numpy as np
 import torch
 
 from harness.errors import ConfigError, DataError
+from harness.parsing import did_you_mean
 
 CLASS_NAMES = ("background", "soil", "bedrock", "sand", "big rock")
+NPZ_KEYS = ("training_set", "test_set")
 
 
 @dataclass
@@ -93,14 +94,19 @@ def load_npz(path: str | Path, num_classes: int = 5) -> SegmentationData:
     """
     _check_num_classes(num_classes)
     path = Path(path)
-    if not path.exists():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except OSError as exc:  # e.g. a name too long for the filesystem
+        raise DataError(f"{path}: cannot be opened ({exc.strerror}); pass the path of an .npz file") from None
+    if not exists:
         raise DataError(f"{path}: file not found; pass the path of an AN2DL .npz file")
-    if path.is_dir():
+    if is_dir:
         raise DataError(f"{path}: is a directory; pass the path of an AN2DL .npz file")
     with _open_npz(path) as archive:
         if "training_set" not in archive.files:
             found = ", ".join(repr(k) for k in archive.files) or "none"
             raise DataError(f"{path}: key 'training_set' is missing; keys found: {found}")
+        _refuse_unknown_keys(archive.files, path)
         train = _read_key(archive, "training_set", path)
         test = _read_key(archive, "test_set", path) if "test_set" in archive.files else None
     images, masks = _validate_training_set(train, path, num_classes)
@@ -116,16 +122,31 @@ def load_npz(path: str | Path, num_classes: int = 5) -> SegmentationData:
     )
 
 
+def _refuse_unknown_keys(keys: list[str], path: Path) -> None:
+    # A misspelt 'test_set' would otherwise vanish silently and surface later as "no test_set".
+    unknown = [key for key in keys if key not in NPZ_KEYS]
+    if unknown:
+        raise DataError(
+            f"{path}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], NPZ_KEYS)}; an AN2DL file holds "
+            "only 'training_set' (N, 2, H, W) and optionally 'test_set' (M, H, W)"
+        )
+
+
 def _open_npz(path: Path) -> np.lib.npyio.NpzFile:
-    with path.open("rb") as handle:
-        magic = handle.read(6)
+    try:
+        with path.open("rb") as handle:
+            magic = handle.read(6)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
     # Without this check numpy falls back to unpickling and blames "pickled data" for any random file.
     if not magic.startswith((b"PK", b"\x93NUMPY")):
         found = "the file is empty" if not magic else "it does not start with a zip header"
         raise DataError(f"{path}: not an .npz archive ({found}); expected np.savez output")
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except Exception as exc:
+        # A damaged zip directory fails in zipfile (BadZipFile, EOFError, struct errors, unsupported
+        # features) or in numpy's .npy header parser, each its own way: all mean "not a readable archive".
         raise DataError(
             f"{path}: not a readable .npz archive ({_first_line(exc)}); expected np.savez output"
         ) from None
@@ -144,7 +165,7 @@ def _first_line(exc: BaseException) -> str:
 
 def _read_key(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
     try:
-        return archive[key]
+        value = archive[key]
     except ValueError as exc:
         # numpy refuses pickled (object) arrays when allow_pickle=False, and says so in the message.
         if "pickle" in str(exc) or "Object arrays" in str(exc):
@@ -158,6 +179,13 @@ def _read_key(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray
         raise DataError(
             f"{path}: key {key!r} cannot be read, the file looks corrupt ({_first_line(exc)})"
         ) from None
+    # numpy hands back the raw bytes of a zip member that has no .npy header instead of refusing it.
+    if not isinstance(value, np.ndarray):
+        raise DataError(
+            f"{path}: key {key!r} is not a numpy array (a zip member without an .npy header); "
+            "save the file with np.savez"
+        )
+    return value
 
 
 def _validate_training_set(train: np.ndarray, path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:

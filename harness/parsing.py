@@ -24,14 +24,14 @@ def split_assignment(text: str, flag: str) -> tuple[str, str]:
     """Split `key=value` (the value may itself contain '=')."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"{flag} expects key=value, got '{text}'")
+        raise ConfigError(f"{flag} expects key=value, got {text!r}")
     return key.strip(), value.strip()
 
 
 def _scalar(text: str) -> Any:
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
 
 
@@ -46,7 +46,7 @@ def coerce_string(annotation: Any, raw: str) -> Any:
     candidates: list[Any] = [raw]
     if raw.lower() in ("none", "null"):
         candidates.append(None)
-    with contextlib.suppress(ValueError):
+    with contextlib.suppress(ValueError, RecursionError):  # deeply nested brackets exhaust the parser
         candidates.append(json.loads(raw))
     candidates.append([_scalar(part.strip()) for part in raw.split(",") if part.strip()])
     for candidate in candidates:
@@ -86,7 +86,7 @@ def parse_since(text: str, now: datetime | None = None) -> str:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise ConfigError(
-            f"--since expects an age like 30m, 12h, 3d, 2w or a date like 2026-11-24, got '{text}'"
+            f"--since expects an age like 30m, 12h, 3d, 2w or a date like 2026-11-24, got {text!r}"
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)

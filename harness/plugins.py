@@ -3,6 +3,10 @@
 Built-ins are plain modules registered through the same hooks a third party uses (the datasette way):
 the only place they are named is DEFAULT_PLUGINS. A plugin that fails to import, or returns something
 that is not a valid spec, is reported by name as a problem; every other plugin still loads.
+
+Entry-point plugins are code from other packages, imported at load: HARNESS_DISABLE_PLUGIN_AUTOLOAD=1
+loads none of them, and HARNESS_PLUGINS=a,b only the ones named (the others are never imported).
+Built-ins always load; `-p no:NAME` disables any plugin.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from harness.specs import SPEC_KINDS, PluginSpec
 
 ENTRY_POINT_GROUP = "harness"
 AUTOLOAD_ENV = "HARNESS_DISABLE_PLUGIN_AUTOLOAD"
+ALLOW_ENV = "HARNESS_PLUGINS"
 
 DEFAULT_PLUGINS = (
     "plugins.architectures.unet",
@@ -97,7 +102,7 @@ class Registry:
         entries = self.specs[kind]
         if name not in entries:
             choices = ", ".join(sorted(entries)) or "none loaded"
-            raise PluginError(f"unknown {kind} '{name}'{did_you_mean(name, entries)} (choices: {choices})")
+            raise PluginError(f"unknown {kind} {name!r}{did_you_mean(name, entries)} (choices: {choices})")
         return entries[name].spec
 
     def all(self, kind: str | None = None) -> list[Provided]:
@@ -118,6 +123,11 @@ def _register(manager: pluggy.PluginManager, module: Any, name: str, problems: l
         problems.append(f"plugin '{name}' has a bad hook: {exc}")
 
 
+def _describe(exc: BaseException) -> str:
+    """`Type: message` on one line: each problem is printed as one warning line."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
 def _load_builtins(manager: pluggy.PluginManager, problems: list[str]) -> None:
     for module_name in DEFAULT_PLUGINS:
         if manager.is_blocked(module_name):
@@ -125,24 +135,45 @@ def _load_builtins(manager: pluggy.PluginManager, problems: list[str]) -> None:
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:  # a broken built-in must not hide the others
-            problems.append(f"plugin '{module_name}' failed to import: {type(exc).__name__}: {exc}")
+            problems.append(f"plugin '{module_name}' failed to import: {_describe(exc)}")
             continue
         _register(manager, module, module_name, problems)
 
 
-def _load_entry_points(manager: pluggy.PluginManager, problems: list[str]) -> None:
+def _load_entry_points(
+    manager: pluggy.PluginManager, problems: list[str], allowed: frozenset[str] | None
+) -> None:
+    seen = set()
     for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        seen.add(entry.name)
+        # Checked before entry.load(): a plugin left off the allowlist never runs a line of its code.
+        if allowed is not None and entry.name not in allowed:
+            continue
         if manager.is_blocked(entry.name) or manager.get_plugin(entry.name) is not None:
             continue
         dist = entry.dist.name if entry.dist else "?"
         try:
             module = entry.load()
-        except Exception as exc:  # report by name; every other plugin still loads
-            problems.append(
-                f"plugin '{entry.name}' (from {dist}) failed to import: {type(exc).__name__}: {exc}"
-            )
+        except (Exception, SystemExit) as exc:  # report by name and skip; every other plugin still loads
+            problems.append(f"plugin '{entry.name}' (from {dist}) failed to import: {_describe(exc)}")
             continue
         _register(manager, module, entry.name, problems)
+    builtin = {m.rsplit(".", 1)[-1] for m in DEFAULT_PLUGINS} | set(DEFAULT_PLUGINS)
+    for name in sorted((allowed or frozenset()) - seen - builtin):  # built-ins load anyway
+        installed = ", ".join(sorted(seen)) or "none"
+        problems.append(
+            f"{ALLOW_ENV} names '{name}', which no installed plugin provides{did_you_mean(name, seen)} "
+            f"(installed: {installed})"
+        )
+
+
+def parse_allowlist(text: str | None) -> frozenset[str] | None:
+    """The entry-point plugin names of HARNESS_PLUGINS (`a,b`); None (no allowlist) when it names none.
+
+    To load no entry-point plugin at all, HARNESS_DISABLE_PLUGIN_AUTOLOAD=1 says so explicitly.
+    """
+    names = frozenset(name.strip() for name in (text or "").split(",") if name.strip())
+    return names or None
 
 
 def _coerce_spec(kind: str, item: Any) -> PluginSpec:
@@ -196,11 +227,15 @@ def active_registry() -> Registry:
     return _ACTIVE if _ACTIVE is not None else load_plugins()
 
 
-def load_plugins(blocked: Iterable[str] = (), autoload: bool | None = None) -> Registry:
+def load_plugins(
+    blocked: Iterable[str] = (), autoload: bool | None = None, allowed: Iterable[str] | None = None
+) -> Registry:
     """Load built-ins and (unless disabled) entry-point plugins; validate every spec.
 
     `blocked` are plugin names from `-p no:NAME` (a built-in's module name or its last part, or an
-    entry point's name). `autoload=None` reads HARNESS_DISABLE_PLUGIN_AUTOLOAD.
+    entry point's name). `autoload=None` reads HARNESS_DISABLE_PLUGIN_AUTOLOAD (any non-empty value
+    disables, as pytest's does). `allowed`: the only entry-point plugins to load; None reads
+    HARNESS_PLUGINS (unset: all of them). Built-ins are not entry points: they always load.
     """
     manager = pluggy.PluginManager("harness")
     manager.add_hookspecs(hookspecs)
@@ -214,7 +249,8 @@ def load_plugins(blocked: Iterable[str] = (), autoload: bool | None = None) -> R
     if autoload is None:
         autoload = not os.environ.get(AUTOLOAD_ENV)
     if autoload:
-        _load_entry_points(manager, problems)
+        allow = parse_allowlist(os.environ.get(ALLOW_ENV)) if allowed is None else frozenset(allowed)
+        _load_entry_points(manager, problems, allow)
     registry = Registry(manager=manager, problems=problems)
     _collect(registry, set(DEFAULT_PLUGINS))
     global _ACTIVE

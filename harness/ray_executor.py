@@ -152,6 +152,7 @@ def train_task(
     from harness.config import RunConfig, resolve
     from harness.plugins import load_plugins
     from harness.train import execute
+    from leaderboard.store import RunClaimed
 
     started = time.monotonic()
     try:
@@ -162,7 +163,9 @@ def train_task(
                 f"the configuration resolves to hash {resolved.hash} on this worker but "
                 f"{expected_hash} on the driver: install the same harness and plugins on every node"
             )
-        result = execute(resolved, store_path, registry, progress=False)
+        result = execute(resolved, store_path, registry, progress=False, exclusive=True)
+    except RunClaimed as exc:  # another sweep on this store finished it or is training it now
+        return {"status": "skipped", "error": str(exc), "seconds": time.monotonic() - started}
     except Exception as exc:  # recorded as failed by execute (if it got that far); the sweep goes on
         message = f"{type(exc).__name__}: {exc}".splitlines()[0]
         return {"status": "failed", "error": message, "seconds": time.monotonic() - started}
@@ -170,5 +173,6 @@ def train_task(
         "status": result.status,
         "run_id": result.run_id,
         "miou": result.miou,
+        "error": result.error,
         "seconds": time.monotonic() - started,
     }

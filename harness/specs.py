@@ -7,6 +7,7 @@ Specs are validated when plugins load, so a broken plugin is reported before any
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, get_args, get_origin
@@ -61,6 +62,10 @@ class PluginSpec(BaseModel):
         naming the plugin, the field and the valid fields.
         """
         fields = self.params.model_fields
+        if values is not None and not isinstance(values, Mapping):  # e.g. `oversample = 5` in a composition
+            raise ConfigError(
+                f"{self.kind} '{self.name}' parameters must be a table of name = value, got {values!r}"
+            )
         merged = dict(values or {})
         for key, raw in (cli or {}).items():
             head, dot, rest = key.partition(".")
@@ -80,10 +85,35 @@ class PluginSpec(BaseModel):
                 f"unknown {self.kind} parameter '{unknown[0]}' for '{self.name}'{hint} (valid: {valid})"
             )
         try:
-            return self.params.model_validate(merged)
+            parsed = self.params.model_validate(merged)
         except ValidationError as exc:
             where = f"bad {self.kind} parameter for '{self.name}'"
             raise ConfigError(f"{describe_validation_error(exc, where)} (valid: {valid})") from None
+        bad = _first_non_finite(parsed.model_dump())
+        if bad is not None:  # checked here, once, rather than trusted to every plugin's params model
+            key, value = bad
+            raise ConfigError(
+                f"bad {self.kind} parameter for '{self.name}': {key} must be finite, got {value}"
+            )
+        return parsed
+
+
+def _first_non_finite(value: Any, path: str = "") -> tuple[str, float] | None:
+    """The dotted key of the first inf or NaN float inside `value` (dicts, lists, tuples), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "value", value
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, (list, tuple))
+        else ()
+    )
+    for key, item in items:
+        found = _first_non_finite(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 class ArchitectureSpec(PluginSpec):

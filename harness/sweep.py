@@ -3,7 +3,9 @@
 A sweep is planned in full before anything trains, so a typo in any of its configurations fails with
 one line and writes nothing. It is resumable: a configuration whose (config hash, seed) already has a
 finished run in the store is skipped, so a killed sweep rerun with the same arguments trains only what
-is missing. One failing run does not stop the others; the summary lists every failure with its error.
+is missing. One failing run (an exception, a NaN loss, out of memory) does not stop the others; the
+summary lists every failure with its error. Several sweeps may share one store at once: each run starts
+with an exclusive claim on its (config hash, seed), so none is trained twice.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import Resolved, RunConfig, build_config, resolve
+from harness.data import load_npz
 from harness.errors import ConfigError, HarnessError
-from leaderboard.store import RunStore
+from leaderboard.store import RunClaimed, RunStore, StoreNotInitialised
 
 SEEDS_MAX = 100
 
@@ -146,7 +149,19 @@ def plan(
             if item.key not in seen:  # the same configuration listed twice runs once
                 seen.add(item.key)
                 planned.append(item)
+    _check_data_files(planned)
     return planned
+
+
+def _check_data_files(planned: list[PlannedRun]) -> None:
+    """Load every data file the plan names once, so a bad file is one line before anything runs (and
+    not the same failure recorded for every run)."""
+    checked: set[tuple[str, int]] = set()
+    for item in planned:
+        data = item.resolved.config.data
+        if item.resolved.dataset is None and (data.source, data.num_classes) not in checked:
+            load_npz(data.source, num_classes=data.num_classes)
+            checked.add((data.source, data.num_classes))
 
 
 def _grid_name(config: RunConfig) -> str:
@@ -171,8 +186,11 @@ def done_keys(store_path: Path) -> set[tuple[str, int]]:
     """(config hash, seed) of every finished run in the store; empty when there is no store yet."""
     if not store_path.exists():
         return set()
-    with RunStore(store_path, create=False) as store:
-        return store.finished_hashes()
+    try:
+        with RunStore(store_path, create=False) as store:
+            return store.finished_hashes()
+    except StoreNotInitialised:  # another sweep is creating it at this moment: nothing is finished yet
+        return set()
 
 
 # An executor trains the planned runs it is given and reports each outcome through `report` as soon as
@@ -212,8 +230,15 @@ def local_executor(runs: list[PlannedRun], store_path: Path, registry: Any, repo
         started = time.monotonic()
         try:
             result = execute(
-                planned.resolved, store_path, registry, progress=reporter.run_progress() or False
+                planned.resolved,
+                store_path,
+                registry,
+                progress=reporter.run_progress() or False,
+                exclusive=True,
             )
+        except RunClaimed as exc:  # another sweep on this store finished it or is training it now
+            reporter.finished(Outcome(planned, "skipped", error=str(exc), seconds=time.monotonic() - started))
+            continue
         except KeyboardInterrupt:
             reporter.finished(Outcome(planned, "interrupted", seconds=time.monotonic() - started))
             raise
@@ -227,6 +252,7 @@ def local_executor(runs: list[PlannedRun], store_path: Path, registry: Any, repo
                 result.status,
                 run_id=result.run_id,
                 miou=result.miou,
+                error=result.error,
                 seconds=time.monotonic() - started,
             )
         )

@@ -7,11 +7,14 @@ the whole dataset as uint8 tensors on the device and does not sync the host insi
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import random
 import secrets
+import signal
+import threading
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,21 +25,34 @@ import torch
 from torch import nn
 
 from harness.augment import build_augmenter
+from harness.batch_augment import BatchAugmenter, batched_support
 from harness.config import Resolved
 from harness.cost import count_params, forward_gflops
 from harness.data import SegmentationData, load_npz, split
-from harness.device import pick_amp_dtype, pick_device
+from harness.device import eval_batch_size, pick_amp_dtype, pick_device
 from harness.distance import signed_distance_maps
 from harness.distributed import SINGLE, NullStore, SilentRegistry, World, launched_size, process_group
 from harness.errors import ConfigError, DataError
-from harness.infer import Normalisation, autocast_for, forward_logits, pad_to_multiple, save_checkpoint, score
+from harness.infer import (
+    CheckpointError,
+    Normalisation,
+    autocast_for,
+    forward_logits,
+    pad_to_multiple,
+    save_checkpoint,
+    score,
+)
 from harness.inspect import clean as clean_outliers
 from harness.inspect import inspect as inspect_data
 from harness.metrics import metrics_from_confusion
 from harness.progress import ConsoleProgress
-from leaderboard.store import RunStore
+from harness.schedule import OneCycleSchedule, PlateauSchedule, Schedule
+from leaderboard.store import Heartbeat, RunStore
 
 CHECKPOINT_NAME = "best.pt"
+# Written at every epoch end: weights, optimizer, schedule, loop state and RNG, what `--resume` continues.
+LAST_CHECKPOINT_NAME = "last.pt"
+log = logging.getLogger("harness")
 # The best epoch's confusion matrix per validation image: `harness compare` bootstraps over these.
 PER_IMAGE_NAME = "val_per_image.npz"
 
@@ -73,6 +89,7 @@ class RunResult:
     checkpoint: Path | None
     config: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
 
     @property
     def miou(self) -> float | None:
@@ -128,6 +145,7 @@ class Prepared:
     train_distances: torch.Tensor | None = None  # (N,K,H,W) float16, only for losses that need them
     val_distances: torch.Tensor | None = None
     world: World = SINGLE  # the processes sharing this run (torchrun); SINGLE for a plain run
+    scaler: Any = None  # a GradScaler under fp16 autocast (CUDA without bf16); bf16 needs none
 
 
 def _check_supervision_weights(resolved: Resolved, model: nn.Module, data: SegmentationData) -> None:
@@ -146,6 +164,17 @@ def _check_supervision_weights(resolved: Resolved, model: nn.Module, data: Segme
         )
 
 
+def _check_labelled(data: SegmentationData, train_idx, val_idx, ignore_index: int | None) -> None:
+    """Refuse, before anything is recorded, a split with nothing to learn from or nothing to score."""
+    for part, rows in (("training", train_idx), ("validation", val_idx)):
+        masks = data.masks[torch.as_tensor(rows)]
+        if ignore_index is not None and not bool((masks != ignore_index).any()):
+            raise DataError(
+                f"{data.source}: every pixel of the {part} split is class {ignore_index} (ignored): "
+                "nothing to learn from or score"
+            )
+
+
 def prepare(resolved: Resolved, world: World = SINGLE) -> Prepared:
     """Load, split and balance the data; build model and loss; measure the model's cost.
 
@@ -156,6 +185,7 @@ def prepare(resolved: Resolved, world: World = SINGLE) -> Prepared:
     device = world.device or pick_device(cfg.train.device)
     data = load_data(resolved)
     train_idx, val_idx = split(data.masks, cfg.data.val_fraction, cfg.seed, data.num_classes)
+    _check_labelled(data, train_idx, val_idx, cfg.data.ignore_index)
     balance = resolved.balancer.build(resolved.balancer_params)
     balanced = balance(
         data.images[train_idx],
@@ -217,11 +247,30 @@ class LoopState:
     best_metrics: dict[str, Any] | None = None
     images_seen: int = 0
     train_seconds: float = 0.0
+    stale: int = 0  # epochs since the best one (early stopping)
     history: list[dict[str, Any]] = field(default_factory=list)
+    phase: str = "training"  # or "validation": what an out-of-memory error happened in
 
     @property
     def img_s(self) -> float | None:
         return self.images_seen / self.train_seconds if self.train_seconds > 0 else None
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        """The fields a resumed run continues from (history lives in the store)."""
+        keep = ("epochs", "best_epoch", "best_score", "best_metrics", "images_seen", "train_seconds", "stale")
+        return {name: getattr(self, name) for name in keep}
+
+
+class Diverged(Exception):
+    """The training loss became NaN or infinite: the run is recorded 'diverged' and the sweep goes on."""
+
+    def __init__(self, epoch: int, loss: float):
+        super().__init__(f"training loss became {loss} in epoch {epoch} (try a lower train.lr)")
+        self.epoch = epoch
+
+
+class OutOfMemory(RuntimeError):
+    """Device memory ran out; the message names the run, the batch size and the setting to lower."""
 
 
 def compute_loss(
@@ -242,8 +291,16 @@ class Budget:
     """`--max-minutes`: stop training early enough to still validate and record within the budget."""
 
     def __init__(self, minutes: float | None):
-        self.deadline = time.monotonic() + minutes * 60 if minutes else math.inf
+        self.started = time.monotonic()
+        self.deadline = self.started + minutes * 60 if minutes else math.inf
         self.eval_seconds = 0.0
+
+    def fraction_spent(self) -> float:
+        """Share of the budget used (0 without one); the last validation's time is kept in reserve."""
+        if self.deadline == math.inf:
+            return 0.0
+        usable = max(self.deadline - self.eval_seconds - self.started, 1e-9)
+        return (time.monotonic() - self.started) / usable
 
     def exhausted(self, world: World = SINGLE) -> bool:
         """Out of time; under torchrun out of time on any rank, so that all ranks stop at the same step."""
@@ -253,28 +310,66 @@ class Budget:
         return world.any(out)
 
 
+def uses_batched_augmentation(resolved: Resolved) -> bool:
+    """Whether augmentation runs per batch on the device (every step has a batched torch equivalent).
+
+    Losses that need distance maps keep the per-epoch host path: their maps must follow the warped masks.
+    """
+    return batched_support(resolved.config.augment.pipeline()) and not resolved.needs_distance_maps
+
+
+def _augment_seed(resolved: Resolved, epoch: int, world: World) -> int:
+    # Each epoch its own stream; each rank too (under torchrun they augment different rows).
+    return (resolved.config.seed * 1000 + epoch) * world.size + world.rank
+
+
 def epoch_view(resolved: Resolved, prep: Prepared, epoch: int):
-    """What the model sees in `epoch`: the balanced training split, freshly augmented, with distance maps."""
+    """What the model sees in `epoch` before per-batch augmentation: the balanced training split and its
+    distance maps, augmented here, on the host, only when the pipeline has no batched equivalent."""
     images, masks, distances = prep.train_images, prep.train_masks, prep.train_distances
+    if uses_batched_augmentation(resolved):
+        return images, masks, distances
     augment = build_augmenter(resolved.config.augment.pipeline(), seed=resolved.config.seed * 1000 + epoch)
     if augment is not None:
-        strong = None if prep.train_strong is None else prep.train_strong.numpy()
-        aug_images, aug_masks = augment(images.numpy(), masks.numpy(), strong)
+        strong = None if prep.train_strong is None else prep.train_strong.cpu().numpy()
+        aug_images, aug_masks = augment(images.cpu().numpy(), masks.cpu().numpy(), strong)
         images, masks = torch.from_numpy(aug_images), torch.from_numpy(aug_masks)
         distances = _distances(resolved, masks)  # the augmented masks are new masks
     return images, masks, distances
 
 
+def augmented_view(resolved: Resolved, prep: Prepared, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole training split augmented as in `epoch`, on the CPU (for `harness data preview`).
+
+    With batched augmentation the transforms and probabilities are the loop's, applied to the split in
+    one call; the loop draws them batch by batch in shuffled order, so individual draws differ.
+    """
+    images, masks, _ = epoch_view(resolved, prep, epoch)
+    pipeline = resolved.config.augment.pipeline()
+    if uses_batched_augmentation(resolved) and (pipeline.steps or pipeline.strong()):
+        augment = BatchAugmenter(pipeline, _augment_seed(resolved, epoch, prep.world), images.device)
+        images, masks = augment(images, masks, prep.train_strong)
+    return images.cpu(), masks.cpu()
+
+
 def train_one_epoch(
-    resolved, prep: Prepared, net: nn.Module, optimizer, warmup, epoch: int, budget: Budget, progress
+    resolved, prep: Prepared, net: nn.Module, optimizer, schedule, epoch: int, budget: Budget, progress
 ):
-    """One pass over a freshly augmented, shuffled training set. Returns (mean loss, images, seconds)."""
+    """One pass over a shuffled, freshly augmented training set. Returns (mean loss, images, seconds).
+
+    Batches are gathered by index from the uint8 tensors on the device and augmented there; the loss is
+    summed on the device and read once, at the end: nothing in the step waits for the host.
+    """
     cfg = resolved.config.train
     device, world = prep.device, prep.world
     images, masks, distances = epoch_view(resolved, prep, epoch)
     images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
     if distances is not None:
         distances = distances.to(device, non_blocking=True)
+    pipeline, augment = resolved.config.augment.pipeline(), None
+    if uses_batched_augmentation(resolved) and (pipeline.steps or pipeline.strong()):
+        augment = BatchAugmenter(pipeline, _augment_seed(resolved, epoch, world), device)
+    strong = None if prep.train_strong is None else prep.train_strong.to(device)
     if world.size == 1:
         order = torch.randperm(len(images), device=device)
     else:  # every rank augments the whole epoch (same seed) and takes its shard of the shuffled rows
@@ -287,17 +382,19 @@ def train_one_epoch(
     started = time.perf_counter()
     for step in range(steps):
         idx = order[step * batch : (step + 1) * batch]
-        x = prep.norm.apply(images[idx], channels_last=cfg.channels_last)
-        target = masks[idx].long()
-        warmup.step()
+        batch_images, batch_masks = images[idx], masks[idx]
+        if augment is not None:
+            batch_images, batch_masks = augment(
+                batch_images, batch_masks, None if strong is None else strong[idx]
+            )
+        x = prep.norm.apply(batch_images, channels_last=cfg.channels_last)
+        target = batch_masks.long()
+        schedule.step_batch()
         with autocast_for(device, prep.amp_dtype):
             extra = () if distances is None else (distances[idx],)
             loss = compute_loss(resolved, net, prep.loss_fn, x, target, resolved.multiple, extra)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-        optimizer.step()
+        backward_and_step(loss, net, optimizer, cfg.grad_clip, prep.scaler)
         loss_sum += loss.detach()
         seen += len(idx)
         if progress is not None:
@@ -314,23 +411,39 @@ def train_one_epoch(
     return mean_loss, seen, time.perf_counter() - started
 
 
-class Warmup:
-    """Linear warm-up from lr/steps to lr over the first steps, then hands over to the plateau schedule."""
+def backward_and_step(loss, net: nn.Module, optimizer, grad_clip: float | None, scaler) -> None:
+    """Backward, optional clipping and the optimizer step; through the GradScaler under fp16 autocast."""
+    if scaler is None:
+        loss.backward()
+        if grad_clip:
+            nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    if grad_clip:
+        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+        nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+    scaler.step(optimizer)  # skipped when the scaled gradients overflowed
+    scaler.update()
 
-    def __init__(self, optimizer: torch.optim.Optimizer, steps: int):
-        self.optimizer, self.steps, self.done = optimizer, max(steps, 0), 0
-        self.base = [group["lr"] for group in optimizer.param_groups]
 
-    @property
-    def finished(self) -> bool:
-        return self.done >= self.steps
+def make_optimizer(model: nn.Module, cfg, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW, fused into one kernel per step where the device has one (CPU and CUDA): fewer passes over
+    the parameters than the per-tensor loop, same update."""
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
 
-    def step(self) -> None:
-        if self.finished:
-            return
-        self.done += 1
-        for group, base in zip(self.optimizer.param_groups, self.base, strict=True):
-            group["lr"] = base * self.done / self.steps
+
+def make_schedule(optimizer, cfg, per_epoch: int, budget: Budget) -> Schedule:
+    if cfg.schedule == "onecycle":
+        return OneCycleSchedule(optimizer, cfg.epochs * per_epoch, budget, pct=cfg.onecycle_pct)
+    return PlateauSchedule(
+        optimizer,
+        round(cfg.warmup_epochs * per_epoch),
+        factor=cfg.plateau_factor,
+        patience=cfg.plateau_patience,
+        min_lr=cfg.min_lr,
+    )
 
 
 def steps_per_epoch(count: int, batch: int, world: World = SINGLE) -> int:
@@ -362,7 +475,7 @@ def validate(resolved: Resolved, prep: Prepared, net: nn.Module):
         num_classes=prep.data.num_classes,
         ignore_index=cfg.data.ignore_index,
         device=prep.device,
-        batch_size=cfg.train.eval_batch_size,
+        batch_size=eval_batch_size(prep.device, cfg.train.eval_batch_size),
         amp_dtype=prep.amp_dtype,
         loss_fn=prep.loss_fn,
         distances=None if prep.val_distances is None else prep.val_distances[part],
@@ -399,38 +512,41 @@ def run_loop(
     state: LoopState,
     budget: Budget,
     progress,
+    last: dict[str, Any] | None = None,
 ):
-    """Epochs until the epoch limit, early stopping or the time budget; checkpoints the best epoch."""
+    """Epochs until the epoch limit, early stopping or the time budget; checkpoints the best epoch and,
+    at every epoch end, the last one. `last`: a last checkpoint to continue from (`--resume`), with
+    `state` already restored from it."""
     cfg = resolved.config
     model = prep.model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    optimizer = make_optimizer(model, cfg.train, prep.device)
     world = prep.world
-    per_epoch = steps_per_epoch(len(prep.train_images), cfg.train.batch_size, world)
-    warmup = Warmup(optimizer, round(cfg.train.warmup_epochs * per_epoch))
-    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer,
-        mode="max",
-        factor=cfg.train.plateau_factor,
-        patience=cfg.train.plateau_patience,
-        min_lr=cfg.train.min_lr,
+    schedule = make_schedule(
+        optimizer, cfg.train, steps_per_epoch(len(prep.train_images), cfg.train.batch_size, world), budget
     )
+    if last is not None:
+        _restore(last, model, optimizer, schedule, prep.scaler)
     if world.size > 1:
         net = world.wrap(model, find_unused_parameters=_has_unused_parameters(resolved, prep))
     else:
         net = model
     net = torch.compile(net) if cfg.train.compile else net
-    stale = 0
-    for epoch in range(1, cfg.train.epochs + 1):
+    for epoch in range(state.epochs + 1, cfg.train.epochs + 1):
         if resolved.loss.scheduled:
             prep.loss_fn.set_epoch(epoch)
         if progress is not None:
             progress.start_epoch(epoch, state)
+        state.phase = "training"
         train_loss, seen, seconds = train_one_epoch(
-            resolved, prep, net, optimizer, warmup, epoch, budget, progress
+            resolved, prep, net, optimizer, schedule, epoch, budget, progress
         )
+        if not math.isfinite(train_loss) and (prep.scaler is None or not _finite_weights(model)):
+            state.epochs = epoch  # under a GradScaler an overflowing step is skipped, not a divergence
+            raise Diverged(epoch, train_loss)
         state.images_seen += seen
         state.train_seconds += seconds
         eval_started = time.monotonic()
+        state.phase = "validation"
         metrics, val_loss, per_image = validate(resolved, prep, net)
         budget.eval_seconds = time.monotonic() - eval_started
         state.epochs = epoch
@@ -463,43 +579,161 @@ def run_loop(
                 class_names=list(prep.data.class_names),
             )
             save_per_image(info.run_dir / PER_IMAGE_NAME, prep.val_indices, per_image)
-        stale = 0 if improved else stale + 1
+        state.stale = 0 if improved else state.stale + 1
+        schedule.step_epoch(current)
+        if world.is_main:
+            save_last(info.run_dir / LAST_CHECKPOINT_NAME, model, optimizer, schedule, state, prep)
         if progress is not None:
             progress.epoch_line({**values, "val_miou": current, "val_miou_fg": metrics.miou_fg}, improved)
         registry.hook.harness_epoch_end(run=info, epoch=epoch, values=values)
-        if warmup.finished:
-            plateau.step(current)
-        if stale >= cfg.train.early_stop_patience or budget.exhausted(world):
+        if state.stale >= cfg.train.early_stop_patience or budget.exhausted(world):
             break
 
 
-def execute(resolved: Resolved, store_path: str | Path, registry, *, progress: Any = False) -> RunResult:
+def _finite_weights(model: nn.Module) -> bool:
+    """Whether every parameter is finite (one reduction and one host sync, once per epoch at most)."""
+    finite = [torch.isfinite(p).all() for p in model.parameters()]
+    return bool(torch.stack(finite).all()) if finite else True
+
+
+def save_last(path: Path, model: nn.Module, optimizer, schedule: Schedule, state: LoopState, prep) -> None:
+    """The checkpoint `--resume` continues from: weights, optimizer (moments and step count), LR schedule,
+    loop state and RNG state after an epoch, written atomically like best.pt."""
+    rng = {"torch": torch.get_rng_state()}
+    if prep.device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    save_checkpoint(
+        path,
+        model,
+        epoch=state.epochs,
+        optimizer=optimizer.state_dict(),
+        schedule=schedule.state_dict(),
+        scaler=None if prep.scaler is None else prep.scaler.state_dict(),
+        loop=state.to_checkpoint(),
+        rng=rng,
+        normalisation=[prep.norm.mean, prep.norm.std],
+    )
+
+
+def _restore(last: dict[str, Any], model: nn.Module, optimizer, schedule: Schedule, scaler) -> None:
+    """Continue where a last checkpoint left off: weights, optimizer, schedule, GradScaler, RNG streams."""
+    model.load_state_dict(last["state_dict"])
+    optimizer.load_state_dict(last["optimizer"])
+    schedule.load_state_dict(last["schedule"])
+    if scaler is not None and last.get("scaler"):
+        scaler.load_state_dict(last["scaler"])
+    torch.set_rng_state(last["rng"]["torch"])
+    cuda_states = last["rng"].get("cuda")
+    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_states)
+
+
+@dataclass
+class ResumePoint:
+    """Where `--resume` continues a run: its id, its last checkpoint and what earlier sessions recorded."""
+
+    run_id: str
+    last: dict[str, Any]  # the last checkpoint (see save_last)
+    history: list[dict[str, Any]]  # the epochs logged up to the checkpoint
+    wall_time: float = 0.0  # seconds spent by earlier sessions
+
+    @property
+    def epoch(self) -> int:
+        return int(self.last["epoch"])
+
+    def state(self) -> LoopState:
+        return LoopState(**self.last["loop"], history=[h for h in self.history if h["epoch"] <= self.epoch])
+
+
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+
+
+def execute(
+    resolved: Resolved,
+    store_path: str | Path,
+    registry,
+    *,
+    progress: Any = False,
+    resume: ResumePoint | None = None,
+    exclusive: bool = False,
+) -> RunResult:
     """Run one resolved config end to end and record it in the store at `store_path`.
 
     `progress`: False (silent), True (a console bar) or a factory `(epochs, steps) -> bar` (a sweep's).
+    `resume`: continue a recorded run from its last checkpoint instead of starting a new one.
+    `exclusive` (sweeps): raise `RunClaimed` instead of training a (config, seed) that the store already
+    has finished or running in another live process.
 
     Everything that can fail on bad input (data, plugins, device) happens before the store is opened,
-    so bad input never writes to it. Ctrl-C records the run as 'interrupted' (keeping its best
-    checkpoint) and re-raises; an exception in training records it as 'failed' and re-raises.
+    so bad input never writes to it. Opening it marks runs of killed processes (stale heartbeat)
+    'interrupted'. Ctrl-C (and SIGTERM, through the CLI) records the run as 'interrupted' (keeping its
+    checkpoints) and re-raises; a NaN/inf training loss records it as 'diverged' and returns; running out
+    of device memory records it as 'failed' and raises `OutOfMemory` naming the setting to lower; any
+    other exception in training records it as 'failed' and re-raises.
 
     Under torchrun (WORLD_SIZE > 1) every rank calls this: the run is trained with DDP and recorded once,
     by rank 0; every rank returns the same result.
     """
     started = time.monotonic()
     budget = Budget(resolved.config.train.max_minutes)  # counts data loading and model building too
+    args = (registry, started, budget, progress, resume, exclusive)
     if launched_size() == 1:
         prep = _prepare_on_device(resolved, SINGLE)
+        _check_fits(prep, resume)
         with RunStore(store_path) as store:
-            return _train_recorded(resolved, prep, store, registry, started, budget, progress)
+            _reap(store)
+            return _train_recorded(resolved, prep, store, *args)
     with process_group(resolved.config.train.device) as world:
         _check_distributed(resolved, world)
         prep = _prepare_on_device(resolved, world)
+        _check_fits(prep, resume)
         if not world.is_main:  # the same code paths, writing nothing
             store, registry, progress = NullStore(store_path), SilentRegistry(), False
         else:
             store = RunStore(store_path)
+            _reap(store)
         with store:
-            return _train_recorded(resolved, prep, store, registry, started, budget, progress)
+            return _train_recorded(resolved, prep, store, *args)
+
+
+def _check_fits(prep: Prepared, resume: ResumePoint | None) -> None:
+    """A resumed run's last checkpoint must load into the model its config builds, before anything is
+    written (a plugin changed since would otherwise mark the run failed)."""
+    if resume is None:
+        return
+    try:
+        prep.model.load_state_dict(resume.last["state_dict"])
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise CheckpointError(
+            f"run {resume.run_id}: its last checkpoint does not fit the model its config builds ({reason})"
+        ) from None
+
+
+def _reap(store: RunStore) -> None:
+    """Mark interrupted the runs of killed processes (still 'running': process gone or heartbeat stale)."""
+    for run in store.reap_stale():
+        log.warning("harness: run %s was still 'running' but %s", run["run_id"], run["error"])
+
+
+@contextmanager
+def _signals_deferred():
+    """Hold SIGINT and SIGTERM while a final status is written: a second Ctrl-C lands after the write."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _oom_message(run_id: str, train, phase: str) -> str:
+    key = "train.eval_batch_size" if phase == "validation" else "train.batch_size"
+    size = getattr(train, key.split(".")[1])
+    fix = f"lower it, e.g. --set {key}={size // 2}" if size > 1 else "use a smaller model or another device"
+    return f"run {run_id} ran out of device memory in {phase} at {key}={size}: {fix}"
 
 
 def _check_distributed(resolved: Resolved, world: World) -> None:
@@ -525,6 +759,15 @@ def _prepare_on_device(resolved: Resolved, world: World) -> Prepared:
         prep.model.to(memory_format=torch.channels_last)
     prep.model.to(prep.device)
     prep.loss_fn.to(prep.device)
+    if prep.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: the autotuned kernels pay off at once
+    # The data lives on the device for the whole run: batches are gathered by index there, never copied.
+    for name in ("train_images", "train_masks", "train_strong", "val_images", "val_masks"):
+        value = getattr(prep, name)
+        if value is not None:
+            setattr(prep, name, value.to(prep.device))
+    if prep.amp_dtype == torch.float16:  # fp16 (no bf16 on this GPU) needs loss scaling; bf16 does not
+        prep.scaler = torch.amp.GradScaler(prep.device.type)
     return prep
 
 
@@ -535,11 +778,86 @@ def _device_label(prep: Prepared) -> str:
     return f"{prep.device.type} x{prep.world.size} (ddp)"
 
 
-def _train_recorded(resolved, prep, store: RunStore, registry, started: float, budget: Budget, progress: Any):
+def _train_recorded(
+    resolved,
+    prep,
+    store: RunStore,
+    registry,
+    started: float,
+    budget: Budget,
+    progress: Any,
+    resume: ResumePoint | None = None,
+    exclusive: bool = False,
+):
     cfg, world = resolved.config, prep.world
-    run_id = world.broadcast_object(new_run_id(cfg.arch.name))  # random: rank 0's id for every rank
+    # A new run's id is random: rank 0's goes to every rank.
+    run_id = resume.run_id if resume else world.broadcast_object(new_run_id(cfg.arch.name))
     config_dict = cfg.model_dump(mode="json")
     info = RunInfo(run_id, config_dict, store.run_dir(run_id), _device_label(prep), store.path)
+    if resume is not None:
+        if world.is_main:
+            store.resume_run(run_id, config=config_dict, config_hash=resolved.hash, from_epoch=resume.epoch)
+    else:
+        _start(store, run_id, resolved, prep, config_dict, exclusive)
+    if world.is_main:
+        info.run_dir.mkdir(parents=True, exist_ok=True)
+    state = LoopState() if resume is None else resume.state()
+    earlier = 0.0 if resume is None else resume.wall_time
+    beat = Heartbeat(store.path, run_id) if world.is_main else nullcontext()
+    status, error = "failed", None
+    try:
+        with beat:
+            registry.hook.harness_run_start(run=info)
+            steps = steps_per_epoch(len(prep.train_images), cfg.train.batch_size, world)
+            view = ConsoleProgress if progress is True else progress  # a sweep passes its own bar factory
+            with view(cfg.train.epochs, steps) if view else nullcontext() as bar:
+                run_loop(resolved, prep, info, store, registry, state, budget, bar, resume and resume.last)
+        status = "finished" if state.best_metrics is not None else "failed"
+        error = None if state.best_metrics is not None else "no epoch produced a validation score"
+    except KeyboardInterrupt as exc:
+        status = "interrupted"
+        exc.run_id = run_id  # the CLI's one line names it
+        raise
+    except Diverged as exc:  # recorded, not raised: a sweep goes on and the CLI reports the status
+        status, error = "diverged", str(exc)
+    except _OUT_OF_MEMORY as exc:
+        error = _oom_message(run_id, cfg.train, state.phase)
+        raise OutOfMemory(error) from exc
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        checkpoint = info.run_dir / CHECKPOINT_NAME
+        with _signals_deferred():
+            store.finish_run(
+                run_id,
+                status=status,
+                metrics=state.best_metrics,
+                epochs=state.epochs,
+                best_epoch=state.best_epoch,
+                wall_time=earlier + time.monotonic() - started,
+                train_img_s=state.img_s,
+                error=error,
+                checkpoint=str(checkpoint) if checkpoint.exists() else None,
+            )
+        registry.hook.harness_run_end(run=info, status=status, metrics=state.best_metrics)
+    return RunResult(
+        run_id=run_id,
+        status=status,
+        metrics=state.best_metrics,
+        epochs=state.epochs,
+        best_epoch=state.best_epoch,
+        wall_time=earlier + time.monotonic() - started,
+        train_img_s=state.img_s,
+        checkpoint=info.run_dir / CHECKPOINT_NAME,
+        config=config_dict,
+        history=state.history,
+        error=error,
+    )
+
+
+def _start(store: RunStore, run_id: str, resolved, prep, config_dict: dict, exclusive: bool) -> None:
+    cfg = resolved.config
     store.start_run(
         run_id=run_id,
         config=config_dict,
@@ -554,48 +872,5 @@ def _train_recorded(resolved, prep, store: RunStore, registry, started: float, b
         params=prep.params,
         gflops=prep.gflops,
         class_names=list(prep.data.class_names),
-    )
-    if world.is_main:
-        info.run_dir.mkdir(parents=True, exist_ok=True)
-    state = LoopState()
-    status, error = "failed", None
-    try:
-        registry.hook.harness_run_start(run=info)
-        steps = steps_per_epoch(len(prep.train_images), cfg.train.batch_size, world)
-        view = ConsoleProgress if progress is True else progress  # a sweep passes its own bar factory
-        with view(cfg.train.epochs, steps) if view else nullcontext() as bar:
-            run_loop(resolved, prep, info, store, registry, state, budget, bar)
-        status = "finished" if state.best_metrics is not None else "failed"
-        error = None if state.best_metrics is not None else "no epoch produced a validation score"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        checkpoint = info.run_dir / CHECKPOINT_NAME
-        store.finish_run(
-            run_id,
-            status=status,
-            metrics=state.best_metrics,
-            epochs=state.epochs,
-            best_epoch=state.best_epoch,
-            wall_time=time.monotonic() - started,
-            train_img_s=state.img_s,
-            error=error,
-            checkpoint=str(checkpoint) if checkpoint.exists() else None,
-        )
-        registry.hook.harness_run_end(run=info, status=status, metrics=state.best_metrics)
-    return RunResult(
-        run_id=run_id,
-        status=status,
-        metrics=state.best_metrics,
-        epochs=state.epochs,
-        best_epoch=state.best_epoch,
-        wall_time=time.monotonic() - started,
-        train_img_s=state.img_s,
-        checkpoint=info.run_dir / CHECKPOINT_NAME,
-        config=config_dict,
-        history=state.history,
+        exclusive=exclusive,
     )

@@ -21,6 +21,7 @@ def _no_user_store(monkeypatch):
     # Tests never read or write the developer's own run store.
     monkeypatch.delenv("HARNESS_STORE", raising=False)
     monkeypatch.delenv("HARNESS_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    monkeypatch.delenv("HARNESS_PLUGINS", raising=False)
 
 
 @pytest.fixture
