@@ -496,6 +496,8 @@ def _device_name(settings: BenchSettings) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from harness.cli import add_set_option
+
     p.add_argument("--arch", help=f"comma-separated architectures (default {','.join(DEFAULT_ARCHS)})")
     p.add_argument("--data", default="synthetic", help="dataset name or AN2DL .npz path (default synthetic)")
     p.add_argument("--limit", type=int, help="use only the first N images of the data")
@@ -510,14 +512,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--compile", action="store_true", help="torch.compile the harness model (time reported)")
-    p.add_argument(
-        "--set",
-        dest="settings",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="a config override for the harness path, e.g. --set augment.preset=standard",
-    )
+    add_set_option(p, "a config override for the harness path, e.g. --set augment.preset=standard")
     p.add_argument(
         "--parity",
         action="store_true",
@@ -558,8 +553,9 @@ def _fmt_rate(row: dict, key: str) -> str:
 
 
 def print_table(result: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from harness.commands import _wide_console
 
     peaks = ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in result["peak_tflops"].items())
     table = Table(title=f"harness bench on {result['device']}: peak matmul {peaks}", title_justify="left")
@@ -584,8 +580,7 @@ def print_table(result: dict) -> None:
         if result["settings"]["compile"]:
             cells.append(f"{row['compile_s']:.1f}")
         table.add_row(*cells)
-    console = Console(highlight=False)
-    console = console if console.is_terminal else Console(highlight=False, width=200)
+    console = _wide_console()
     console.print(table)
     s = result["settings"]
     console.print(
@@ -633,8 +628,9 @@ def command(args: argparse.Namespace) -> int:
 
 
 def print_parity(result: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from harness.commands import _wide_console
 
     table = Table(
         title=f"accuracy parity on {result['device']}: val mIoU after the same epochs", title_justify="left"
@@ -659,4 +655,4 @@ def print_parity(result: dict) -> None:
             f"{block['harness_mean']:.4f} ± {block['harness_std']:.4f} ({verdict})",
             end_section=True,
         )
-    Console(highlight=False).print(table)
+    _wide_console().print(table)

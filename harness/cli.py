@@ -87,6 +87,13 @@ def _add_run(sub) -> None:
     )
 
 
+def add_set_option(p: argparse.ArgumentParser, help_text: str) -> None:
+    """The repeatable `--set SECTION.KEY=VALUE` config override, collected in `args.settings`."""
+    p.add_argument(
+        "--set", dest="settings", action="append", default=[], metavar="SECTION.KEY=VALUE", help=help_text
+    )
+
+
 def _config_options(p: argparse.ArgumentParser, lists: bool = False) -> None:
     """The options that define a run's configuration (shared by `run`, `sweep` and `data preview`).
 
@@ -112,14 +119,7 @@ def _config_options(p: argparse.ArgumentParser, lists: bool = False) -> None:
         )
     p.add_argument("--data", help="dataset name or AN2DL .npz path; default synthetic")
     p.add_argument("--config", metavar="FILE.toml", help="a RunConfig as TOML (flags and --set override it)")
-    p.add_argument(
-        "--set",
-        dest="settings",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override any config value, e.g. --set train.lr=3e-4 --set augment.preset=standard",
-    )
+    add_set_option(p, "override any config value, e.g. --set train.lr=3e-4 --set augment.preset=standard")
     p.add_argument("--epochs", type=int, help="maximum epochs (train.epochs)")
     p.add_argument("--seed", type=int, help="run seed")
     p.add_argument("--limit", type=int, help="use only the first N training images")

@@ -828,6 +828,7 @@ def _train_recorded(
         raise
     finally:
         checkpoint = info.run_dir / CHECKPOINT_NAME
+        wall_time = earlier + time.monotonic() - started
         with _signals_deferred():
             store.finish_run(
                 run_id,
@@ -835,7 +836,7 @@ def _train_recorded(
                 metrics=state.best_metrics,
                 epochs=state.epochs,
                 best_epoch=state.best_epoch,
-                wall_time=earlier + time.monotonic() - started,
+                wall_time=wall_time,
                 train_img_s=state.img_s,
                 error=error,
                 checkpoint=str(checkpoint) if checkpoint.exists() else None,
@@ -847,7 +848,7 @@ def _train_recorded(
         metrics=state.best_metrics,
         epochs=state.epochs,
         best_epoch=state.best_epoch,
-        wall_time=earlier + time.monotonic() - started,
+        wall_time=wall_time,
         train_img_s=state.img_s,
         checkpoint=info.run_dir / CHECKPOINT_NAME,
         config=config_dict,
