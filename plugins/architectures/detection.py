@@ -319,44 +319,117 @@ def multilevel_roi_align(
 ) -> torch.Tensor:
     """`roi_align` where box (b, r) is pooled from `features[levels[b, r]]` (an FPN's per-box level).
 
-    The levels are packed into one atlas (stacked vertically, zero-padded to the widest) so that one
-    `grid_sample` serves every box whatever its level: each sample is clamped inside its own level's
-    region first, so no bilinear tap ever reaches a neighbouring level.
+    Bilinear sampling on a regular grid is separable and averaging is linear, so the P x P bins of a box
+    on an (H, W) map are `rows @ map @ cols^T` per channel: `rows` (P, H) holds, for each bin row, the
+    1-D linear-interpolation weights of its s sample rows, averaged (`cols` (P, W) likewise). Each level
+    pools only its own boxes, through two batched matrix products: per image, that level's boxes padded
+    to the most any image has there (the padding with all-zero weights, so it pools nothing); then the
+    levels' results are merged back into box order. Neither pass gathers or scatters single samples.
+    The per-level box counts are read on the host (one device sync). Gradients reach the features, not
+    the boxes.
     """
     device = boxes.device
     with float32(device):
-        atlas, offsets, heights, widths = _atlas(features)
-        scale = boxes.new_tensor(spatial_scales, dtype=torch.float32)[levels]
-        xs = _sample_positions(boxes[..., 0], boxes[..., 2], scale, output_size, sampling_ratio)
-        ys = _sample_positions(boxes[..., 1], boxes[..., 3], scale, output_size, sampling_ratio)
-        # Feature coordinate u sits at continuous index u - 0.5 (pixel centres on integers).
-        xs = (xs - 0.5).clamp_min(0).minimum((widths[levels] - 1)[..., None])
-        ys = (ys - 0.5).clamp_min(0).minimum((heights[levels] - 1)[..., None]) + offsets[levels][..., None]
-        atlas_h, atlas_w = atlas.shape[-2:]
-        # grid_sample with align_corners=False reads normalised g at index ((g + 1) * size - 1) / 2.
-        gx, gy = (2 * xs + 1) / atlas_w - 1, (2 * ys + 1) / atlas_h - 1
-        side = output_size * sampling_ratio
-        grid = torch.stack(torch.broadcast_tensors(gx[..., None, :], gy[..., :, None]), dim=-1)
+        boxes = boxes.detach().float()
         batch, rois = boxes.shape[:2]
-        samples = F.grid_sample(
-            atlas, grid.reshape(batch, rois, side * side, 2), mode="bilinear", align_corners=False
-        )  # (B, C, R, side * side)
-        channels = atlas.shape[1]
-        # Averaging each bin's s x s samples is an s-strided average pool (much faster than a mean over
-        # two interleaved axes of a 7-d view).
-        bins = F.avg_pool2d(samples.view(batch, channels * rois, side, side), sampling_ratio)
-        return bins.view(batch, channels, rois, output_size, output_size).permute(0, 2, 1, 3, 4)
+        # Each image's boxes grouped by level (stably), where each level's group starts and its length.
+        order = torch.argsort(levels, dim=1, stable=True)
+        counts = (levels[..., None] == torch.arange(len(features), device=device)).sum(1)  # (B, L)
+        starts = counts.cumsum(1) - counts
+        widths = counts.amax(0).tolist() if batch else [0] * len(features)
+        image = torch.arange(batch, device=device)[:, None]
+        pooled, targets = [], []
+        for index, (level, scale) in enumerate(zip(features, spatial_scales, strict=True)):
+            width = widths[index]
+            if width == 0 and (pooled or any(widths[index + 1 :])):
+                continue  # no box on this level (with no box anywhere, level 0 still runs, for the shape)
+            rank = torch.arange(width, device=device)
+            chosen = order.gather(1, (starts[:, index, None] + rank).clamp(max=max(rois - 1, 0)))
+            valid = rank < counts[:, index, None]  # (B, width): the rest pads this level to `width`
+            picked = boxes.gather(1, chosen[..., None].expand(-1, -1, 4))
+            height, span = level.shape[-2:]
+            rows = _bin_weights(picked[..., 1], picked[..., 3], scale, height, output_size, sampling_ratio)
+            cols = _bin_weights(picked[..., 0], picked[..., 2], scale, span, output_size, sampling_ratio)
+            pooled.append(_separable_pool(level.float(), rows * valid[..., None, None], cols))
+            targets.append(torch.where(valid, image * rois + chosen, batch * rois).flatten())
+        if len(pooled) == 1 and pooled[0].shape[1] == rois:
+            return pooled[0]  # every box on one level, in box order already
+        return _Unpad.apply(batch * rois, targets, *pooled).unflatten(0, (batch, rois))
 
 
-def _atlas(features: Sequence[torch.Tensor]):
-    """The levels stacked vertically in float32, with each level's row offset, height and width."""
-    widest = max(level.shape[-1] for level in features)
-    atlas = torch.cat([F.pad(level.float(), (0, widest - level.shape[-1])) for level in features], dim=2)
-    device = atlas.device
-    heights = torch.tensor([level.shape[-2] for level in features], dtype=torch.float32, device=device)
-    widths = torch.tensor([level.shape[-1] for level in features], dtype=torch.float32, device=device)
-    offsets = torch.cumsum(heights, dim=0) - heights
-    return atlas, offsets, heights, widths
+class _Unpad(torch.autograd.Function):
+    """The levels' padded (B, width, C, P, P) results merged into box order: (count, C, P, P), contiguous.
+
+    `targets[l]` holds, for each of level l's B * width slots, its box's flat index b * R + r, or
+    `count` (= B R) for padding. Forward copies each slot once into its row (padding onto a spare row
+    past the end, dropped), in the memory order `_separable_pool` left it in; backward gathers each
+    slot's gradient back in that order, padding slots taking row 0's rather than zeros (their weights
+    are all zero, so none of it reaches the features). Neither pass is a scatter-add.
+    """
+
+    @staticmethod
+    def forward(ctx, count: int, targets: list[torch.Tensor], *pooled: torch.Tensor) -> torch.Tensor:
+        first = pooled[0]
+        merged = first.new_empty((count + 1, *first.shape[2:]))
+        ctx.layouts, ctx.widths = [], []
+        for target, part in zip(targets, pooled, strict=True):
+            # Copied in the part's own memory order (both sides permuted alike), not as (C, P, P).
+            layout = [0, *sorted(range(1, 4), key=lambda axis: -part.stride(axis + 1))]
+            merged.permute(layout).index_copy_(0, target, part.flatten(0, 1).permute(layout))
+            ctx.layouts.append(layout)
+            ctx.widths.append(part.shape[:2])
+        ctx.save_for_backward(*(target.where(target < count, 0) for target in targets))
+        return merged[:count]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grads = []
+        for source, layout, width in zip(ctx.saved_tensors, ctx.layouts, ctx.widths, strict=True):
+            # Gathered into the part's memory order, so the products' backward needs no copy.
+            picked = grad.permute(layout).index_select(0, source)
+            grads.append(picked.permute([layout.index(axis) for axis in range(4)]).unflatten(0, width))
+        return None, None, *grads
+
+
+def _bin_weights(start, end, scale: float, size: int, output_size: int, sampling_ratio: int) -> torch.Tensor:
+    """(B, R, P, size) weights of each bin along one axis: its samples' bilinear weights, averaged.
+
+    Feature coordinate u sits at continuous index u - 0.5 (pixel centres on integers), clamped to
+    [0, size - 1] (samples beyond the map take the edge value); the weight of index j is then the
+    linear-interpolation kernel max(0, 1 - |index - j|).
+    """
+    positions = _sample_positions(start, end, scale, output_size, sampling_ratio)
+    positions = (positions - 0.5).clamp_(0, size - 1)
+    grid = torch.arange(size, dtype=torch.float32, device=positions.device)
+    taps = (positions[..., None] - grid).abs_().neg_().add_(1).clamp_(min=0)  # (B, R, P * s, size)
+    taps = taps.unflatten(-2, (output_size, sampling_ratio))
+    weights = taps[..., 0, :].clone()
+    for sample in range(1, sampling_ratio):
+        weights += taps[..., sample, :]
+    return weights.div_(sampling_ratio)
+
+
+def _separable_pool(features: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """(B, R, C, P, P) = rows @ features @ cols^T per box and channel, as two batched matrix products.
+
+    `features` is (B, C, H, W), `rows` (B, R, P, H) and `cols` (B, R, P, W). The longer axis is
+    contracted first (per image, every box at once), so the second product (per box) is the cheaper.
+    The result is a view of a (B, R, P_x, C, P_y) tensor, (B, R, P_y, C, P_x) when H > W: the layouts
+    whose gradients flow back through both products without transposing copies.
+    """
+    batch, channels, height, width = features.shape
+    rois, size = rows.shape[1:3]
+    boxes = batch * rois
+    if width >= height:
+        # (B, R P_x, W) @ (B, W, C H) -> (B, R, P_x, C, H); per box, (P_x C, H) @ (H, P_y).
+        first = cols.reshape(batch, rois * size, width) @ features.reshape(batch, channels * height, width).mT
+        second = first.view(boxes, size * channels, height) @ rows.reshape(boxes, size, height).mT
+        return second.view(batch, rois, size, channels, size).permute(0, 1, 3, 4, 2)
+    # (B, R P_y, H) @ (B, H, C W) -> (B, R, P_y, C, W); per box, (P_y C, W) @ (W, P_x).
+    flipped = features.mT.reshape(batch, channels * width, height)
+    first = rows.reshape(batch, rois * size, height) @ flipped.mT
+    second = first.view(boxes, size * channels, width) @ cols.reshape(boxes, size, width).mT
+    return second.view(batch, rois, size, channels, size).permute(0, 1, 3, 2, 4)
 
 
 def _sample_positions(start, end, scale, output_size: int, sampling_ratio: int) -> torch.Tensor:

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from plugins.architectures import detection
 from plugins.architectures.detection import (
@@ -299,6 +300,93 @@ def test_roi_align_passes_gradients_to_the_features_under_autocast():
     assert out.dtype == torch.float32
     out.sum().backward()
     assert features.grad is not None and features.grad.abs().sum() > 0
+
+
+def _grid_sample_multilevel_roi_align(features, boxes, levels, spatial_scales, output_size, sampling_ratio):
+    """The former implementation, kept as a reference: levels packed into one atlas, one grid_sample.
+
+    The levels are stacked vertically (zero-padded to the widest); each sample is clamped inside its own
+    level's region, read bilinearly by `grid_sample`, and each bin's s x s samples are average-pooled.
+    """
+    widest = max(level.shape[-1] for level in features)
+    atlas = torch.cat([F.pad(level.float(), (0, widest - level.shape[-1])) for level in features], dim=2)
+    heights = torch.tensor([level.shape[-2] for level in features], dtype=torch.float32)
+    widths = torch.tensor([level.shape[-1] for level in features], dtype=torch.float32)
+    offsets = torch.cumsum(heights, dim=0) - heights
+    scale = torch.tensor(spatial_scales, dtype=torch.float32)[levels]
+    side = output_size * sampling_ratio
+    fraction = (torch.arange(side, dtype=torch.float32) + 0.5) / side
+
+    def positions(start, end):
+        start, end = start.float() * scale, end.float() * scale
+        return start[..., None] + fraction * (end - start)[..., None]
+
+    xs = positions(boxes[..., 0], boxes[..., 2])
+    ys = positions(boxes[..., 1], boxes[..., 3])
+    xs = (xs - 0.5).clamp_min(0).minimum((widths[levels] - 1)[..., None])
+    ys = (ys - 0.5).clamp_min(0).minimum((heights[levels] - 1)[..., None]) + offsets[levels][..., None]
+    atlas_h, atlas_w = atlas.shape[-2:]
+    gx, gy = (2 * xs + 1) / atlas_w - 1, (2 * ys + 1) / atlas_h - 1
+    grid = torch.stack(torch.broadcast_tensors(gx[..., None, :], gy[..., :, None]), dim=-1)
+    batch, rois = boxes.shape[:2]
+    samples = F.grid_sample(
+        atlas, grid.reshape(batch, rois, side * side, 2), mode="bilinear", align_corners=False
+    )
+    channels = atlas.shape[1]
+    bins = F.avg_pool2d(samples.view(batch, channels * rois, side, side), sampling_ratio)
+    return bins.view(batch, channels, rois, output_size, output_size).permute(0, 2, 1, 3, 4)
+
+
+FPN_SHAPES = [(16, 32), (8, 16), (4, 8), (2, 4)]
+
+
+@pytest.mark.parametrize(
+    ("shapes", "assign", "ratio"),
+    [
+        (FPN_SHAPES + [(5, 3)], "random", 1),  # mixed: the last level is taller than wide
+        (FPN_SHAPES + [(5, 3)], "random", 2),
+        (FPN_SHAPES + [(5, 3)], "random", 3),
+        ([(w, h) for h, w in FPN_SHAPES], "random", 2),  # every level taller than wide
+        (FPN_SHAPES, "one", 2),  # every box on one level
+    ],
+)
+def test_multilevel_roi_align_matches_the_grid_sample_reference_with_gradients(shapes, assign, ratio):
+    generator = torch.Generator().manual_seed(10 + ratio)
+    scales = [1 / 4, 1 / 8, 1 / 16, 1 / 32, 1 / 16][: len(shapes)]
+    features = [torch.randn(3, 5, h, w, generator=generator, requires_grad=True) for h, w in shapes]
+    boxes = _random_boxes(3 * 20, ratio, spread=140.0).view(3, 20, 4) - 10  # some past the top/left
+    boxes[0, 0] = torch.tensor([-30.0, -20.0, 200.0, 90.0])  # beyond every edge
+    boxes[0, 1] = torch.tensor([120.0, 50.0, 190.0, 80.0])  # entirely past the right and bottom
+    boxes[1, 0] = torch.tensor([33.3, 17.1, 33.4, 17.15])  # tiny, inside one pixel
+    boxes[1, 1] = torch.tensor([40.0, 20.0, 40.0, 20.0])  # empty
+    boxes[2, 0] = torch.tensor([8.0, 8.0, 3.0, 2.0])  # inverted
+    if assign == "random":
+        levels = torch.randint(0, len(shapes), (3, 20), generator=generator)
+    else:
+        levels = torch.ones(3, 20, dtype=torch.long)
+    out = multilevel_roi_align(features, boxes, levels, scales, 4, ratio)
+    expected = _grid_sample_multilevel_roi_align(features, boxes, levels, scales, 4, ratio)
+    assert out.shape == expected.shape == (3, 20, 5, 4, 4)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    weights = torch.randn(out.shape, generator=generator)
+    grads = torch.autograd.grad((out * weights).sum(), features, allow_unused=True)
+    expected_grads = torch.autograd.grad((expected * weights).sum(), features)
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        if grad is None:  # a level with no box: the reference's gradient is zero there
+            assert not expected_grad.any()
+        else:
+            torch.testing.assert_close(grad, expected_grad, atol=1e-5, rtol=1e-5)
+
+
+def test_multilevel_roi_align_takes_no_box_gradient_and_handles_no_boxes():
+    features = [torch.randn(2, 3, 8, 16, requires_grad=True), torch.randn(2, 3, 4, 8, requires_grad=True)]
+    boxes = torch.tensor([[[1.0, 2.0, 20.0, 18.0]], [[0.0, 0.0, 40.0, 30.0]]], requires_grad=True)
+    out = multilevel_roi_align(features, boxes, torch.tensor([[0], [1]]), [1 / 4, 1 / 8], 3, 2)
+    out.sum().backward()
+    assert boxes.grad is None
+    assert features[0].grad.abs().sum() > 0 and features[1].grad.abs().sum() > 0
+    empty = multilevel_roi_align(features, boxes[:, :0], torch.zeros(2, 0, dtype=torch.long), [1, 1], 3, 2)
+    assert empty.shape == (2, 0, 3, 3, 3)
 
 
 # --- pasting -------------------------------------------------------------------------------------------
