@@ -52,6 +52,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--store", metavar="PATH", help="run store (SQLite); default $HARNESS_STORE or runs/harness.sqlite"
     )
+    _plugin_option(parser)
+
+
+def _plugin_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-p",
         dest="plugin_options",
@@ -330,7 +334,7 @@ def _add_bench(sub) -> None:
         description="Train each architecture with a naive notebook loop and with the harness's own path, "
         "side by side in one process; print img/s, speed-up, inference img/s, MFU, params, GFLOPs, memory.",
     )
-    _common(p)
+    _plugin_option(p)  # no --store: the benchmark records nothing
     add_arguments(p)
 
 
