@@ -40,6 +40,7 @@ from torch import nn
 from harness.augment import _albumentations
 from harness.config import build_config, resolve
 from harness.device import eval_batch_size, pick_device
+from harness.distributed import SINGLE
 from harness.errors import ConfigError, HarnessError
 from harness.infer import Normalisation, forward_logits, score
 from harness.train import (
@@ -231,23 +232,29 @@ class NaiveLoop:
 
 
 class HarnessLoop:
-    """The training loop's own epoch function on a `Prepared` run cut to `rows` images."""
+    """The training loop's own epoch function on a `Prepared` run, over its first `use_rows` images."""
 
-    def __init__(self, resolved, prep: Prepared, rows: int):
-        self.resolved = resolved
-        self.prep = dataclasses.replace(
-            prep,
-            train_images=prep.train_images[:rows],
-            train_masks=prep.train_masks[:rows],
-            train_strong=None if prep.train_strong is None else prep.train_strong[:rows],
-            train_distances=None if prep.train_distances is None else prep.train_distances[:rows],
-        )
+    def __init__(self, resolved, prep: Prepared):
+        self.resolved, self.full = resolved, prep
+        self.prep = prep
         cfg = resolved.config.train
         self.optimizer = make_optimizer(prep.model, cfg, prep.device)
         self.budget = Budget(None)
-        self.schedule = make_schedule(self.optimizer, cfg, max(rows // cfg.batch_size, 1), self.budget)
+        per_epoch = max(len(prep.train_images) // cfg.batch_size, 1)
+        self.schedule = make_schedule(self.optimizer, cfg, per_epoch, self.budget)
         self.net = torch.compile(prep.model) if cfg.compile else prep.model
         self.epochs = 0
+
+    def use_rows(self, rows: int) -> None:
+        """Make an epoch the first `rows` training images (a whole number of batches)."""
+        full = self.full
+        self.prep = dataclasses.replace(
+            full,
+            train_images=full.train_images[:rows],
+            train_masks=full.train_masks[:rows],
+            train_strong=None if full.train_strong is None else full.train_strong[:rows],
+            train_distances=None if full.train_distances is None else full.train_distances[:rows],
+        )
 
     def epoch(self) -> float:
         self.epochs += 1
@@ -311,7 +318,7 @@ def bench_arch(
     device = pick_device(resolved.config.train.device)
     gc.collect()
     memory_before = memory_in_use(device)  # the peak is reported above this: data, model, activations
-    prep = _prepare_on_device(resolved, _single())
+    prep = _prepare_on_device(resolved, SINGLE)
     batch = settings.batch_size
     rows = batch * settings.steps
     if len(prep.train_images) < rows:
@@ -331,14 +338,14 @@ def bench_arch(
         prep.device,
         batch,
     )
-    warm = HarnessLoop(resolved, prep, batch * settings.warmup_steps)
+    harness = HarnessLoop(resolved, prep)
+    harness.use_rows(batch * max(settings.warmup_steps, 1))
     on_step(f"{arch}: warm-up")
     started = time.perf_counter()
-    warm.epoch()  # first call: compiles when asked, and fills the allocator's caches
+    harness.epoch()  # the first call compiles when asked, and fills the allocator's caches
     compile_s = time.perf_counter() - started if settings.compile else None
-    harness = HarnessLoop(resolved, prep, rows)
-    harness.optimizer, harness.schedule, harness.net = warm.optimizer, warm.schedule, warm.net
-    _naive_warmup(naive, settings.warmup_steps)
+    harness.use_rows(rows)
+    _naive_warmup(naive, max(settings.warmup_steps, 1))
     naive_t, harness_t, memory = Timing(), Timing(), {}
     for repeat in range(settings.repeats):
         on_step(f"{arch}: naive loop, repeat {repeat + 1}/{settings.repeats}")
@@ -374,12 +381,6 @@ def _naive_warmup(naive: NaiveLoop, steps: int) -> None:
         naive.epoch()
     finally:
         naive.loader = loader
-
-
-def _single():
-    from harness.distributed import SINGLE
-
-    return SINGLE
 
 
 def run_bench(settings: BenchSettings, registry, on_step: Callable[[str], None] = lambda _: None) -> dict:
@@ -423,7 +424,7 @@ def parity_seed(arch: str, seed: int, epochs: int, settings: BenchSettings, regi
     """
     extra = ("train.warmup_epochs=0", "train.grad_clip=null", "augment.preset=flips", f"seed={seed}")
     resolved = _resolved(arch, dataclasses.replace(settings, settings=(*settings.settings, *extra)), registry)
-    prep = _prepare_on_device(resolved, _single())
+    prep = _prepare_on_device(resolved, SINGLE)
     cfg = resolved.config
     naive = NaiveLoop(
         resolved,
@@ -434,7 +435,7 @@ def parity_seed(arch: str, seed: int, epochs: int, settings: BenchSettings, regi
         prep.device,
         settings.batch_size,
     )
-    harness = HarnessLoop(resolved, prep, len(prep.train_images))
+    harness = HarnessLoop(resolved, prep)
     for _ in range(epochs):
         naive.epoch()
         harness.epoch()
