@@ -103,8 +103,9 @@ def predict_masks(
     """(N,H,W) uint8 images -> (N,H,W) uint8 predicted classes (on the CPU)."""
     model.eval()
     out = []
+    channels_last = _is_channels_last(model)
     for part in batches(len(images), batch_size):
-        x = norm.apply(images[part].to(device), channels_last=_is_channels_last(model))
+        x = norm.apply(images[part].to(device), channels_last=channels_last)
         with autocast_for(device, amp_dtype):
             logits = forward_logits(model, x, multiple)
         out.append(to_classes(logits.float(), ignore_index).to(torch.uint8).cpu())
@@ -134,8 +135,9 @@ def score(
     matrix = ConfusionMatrix(num_classes, ignore_index, device=device)
     loss_sum = torch.zeros((), device=device)
     images_confusion = []
+    channels_last = _is_channels_last(model)
     for part in batches(len(images), batch_size):
-        x = norm.apply(images[part].to(device), channels_last=_is_channels_last(model))
+        x = norm.apply(images[part].to(device), channels_last=channels_last)
         target = masks[part].to(device).long()
         with autocast_for(device, amp_dtype):
             logits = forward_logits(model, x, multiple)

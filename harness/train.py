@@ -323,6 +323,16 @@ def _augment_seed(resolved: Resolved, epoch: int, world: World) -> int:
     return (resolved.config.seed * 1000 + epoch) * world.size + world.rank
 
 
+def batch_augmenter(
+    resolved: Resolved, epoch: int, world: World, device: torch.device
+) -> BatchAugmenter | None:
+    """The on-device augmenter of `epoch`, or None when augmentation runs on the host or does nothing."""
+    pipeline = resolved.config.augment.pipeline()
+    if not (pipeline.steps or pipeline.strong()) or not uses_batched_augmentation(resolved):
+        return None
+    return BatchAugmenter(pipeline, _augment_seed(resolved, epoch, world), device)
+
+
 def epoch_view(resolved: Resolved, prep: Prepared, epoch: int):
     """What the model sees in `epoch` before per-batch augmentation: the balanced training split and its
     distance maps, augmented here, on the host, only when the pipeline has no batched equivalent."""
@@ -345,9 +355,8 @@ def augmented_view(resolved: Resolved, prep: Prepared, epoch: int) -> tuple[torc
     one call; the loop draws them batch by batch in shuffled order, so individual draws differ.
     """
     images, masks, _ = epoch_view(resolved, prep, epoch)
-    pipeline = resolved.config.augment.pipeline()
-    if uses_batched_augmentation(resolved) and (pipeline.steps or pipeline.strong()):
-        augment = BatchAugmenter(pipeline, _augment_seed(resolved, epoch, prep.world), images.device)
+    augment = batch_augmenter(resolved, epoch, prep.world, images.device)
+    if augment is not None:
         images, masks = augment(images, masks, prep.train_strong)
     return images.cpu(), masks.cpu()
 
@@ -366,9 +375,7 @@ def train_one_epoch(
     images, masks = images.to(device, non_blocking=True), masks.to(device, non_blocking=True)
     if distances is not None:
         distances = distances.to(device, non_blocking=True)
-    pipeline, augment = resolved.config.augment.pipeline(), None
-    if uses_batched_augmentation(resolved) and (pipeline.steps or pipeline.strong()):
-        augment = BatchAugmenter(pipeline, _augment_seed(resolved, epoch, world), device)
+    augment = batch_augmenter(resolved, epoch, world, device)
     strong = None if prep.train_strong is None else prep.train_strong.to(device)
     if world.size == 1:
         order = torch.randperm(len(images), device=device)
