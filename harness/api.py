@@ -19,13 +19,13 @@ import torch
 from torch import nn
 
 from harness.config import Resolved, RunConfig, build_config, dataset_for, resolve
-from harness.data import SegmentationData, load_npz
-from harness.device import eval_batch_size, pick_amp_dtype, pick_device
+from harness.data.dataset import SegmentationData, load_npz
+from harness.inference.device import eval_batch_size, pick_amp_dtype, pick_device
 from harness.errors import DataError, HarnessError
-from harness.infer import Normalisation, load_checkpoint, predict_masks, score
+from harness.inference.scoring import Normalisation, load_checkpoint, predict_masks, score
 from harness.plugins import Registry, load_plugins
-from harness.train import RunResult, execute
-from leaderboard.store import RunStore, resolve_store_path
+from harness.training.loop import RunResult, execute
+from harness.store.runs import RunStore, resolve_store_path
 from leaderboard.table import group_rows, leaderboard_frame, leaderboard_rows
 
 __all__ = [

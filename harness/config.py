@@ -18,7 +18,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from harness.augment import AugmentPipeline, pipeline_from_config
+from harness.augment.vocabulary import AugmentPipeline, pipeline_from_config
 from harness.compose import compose_balancers
 from harness.errors import ConfigError, DataError
 from harness.parsing import coerce_string, describe_validation_error, did_you_mean, split_assignment

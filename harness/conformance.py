@@ -14,7 +14,7 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
-from harness.distance import signed_distance_maps
+from harness.data.distance import signed_distance_maps
 from harness.errors import ConfigError
 from harness.specs import ArchitectureSpec, BalancerSpec, BlockSpec, LossSpec, PluginSpec
 

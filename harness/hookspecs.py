@@ -20,7 +20,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from harness.specs import ArchitectureSpec, BalancerSpec, BlockSpec, DatasetSpec, LossSpec
-    from harness.train import RunInfo
+    from harness.training.loop import RunInfo
 
 hookspec = pluggy.HookspecMarker("harness")
 
@@ -70,7 +70,7 @@ def harness_datasets() -> list[DatasetSpec]:
     """Return named datasets (usable as `--data NAME`) this plugin provides.
 
     Called once when plugins load. `DatasetSpec.build(params)` returns a
-    `harness.data.SegmentationData`.
+    `harness.data.dataset.SegmentationData`.
     """
 
 

@@ -233,7 +233,7 @@ class BalancerSpec(PluginSpec):
 
 
 class DatasetSpec(PluginSpec):
-    """A named dataset usable as `--data NAME`. `build(params) -> harness.data.SegmentationData`."""
+    """A named dataset usable as `--data NAME`. `build(params) -> harness.data.dataset.SegmentationData`."""
 
     kind: ClassVar[str] = "dataset"
 

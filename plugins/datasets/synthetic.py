@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness import hookimpl
-from harness.data import SegmentationData, synthetic
+from harness.data.dataset import SegmentationData, synthetic
 from harness.specs import DatasetSpec
 
 

@@ -1,4 +1,4 @@
-"""harness.augment: validated pipeline configs, presets, mask-safe transforms and the strong-row pipeline."""
+"""harness.augment.vocabulary: validated pipeline configs, presets, mask-safe transforms and the strong-row pipeline."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import typing
 import numpy as np
 import pytest
 
-from harness.augment import (
+from harness.augment.vocabulary import (
     ALLOWED_PARAMS,
     PRESETS,
     AugmentPipeline,
@@ -18,7 +18,7 @@ from harness.augment import (
     make_transform,
     pipeline_from_config,
 )
-from harness.data import synthetic
+from harness.data.dataset import synthetic
 from harness.errors import ConfigError
 
 NAMES = typing.get_args(TransformName)

@@ -1,4 +1,4 @@
-"""harness.batch_augment: batched torch steps that match harness.augment's albumentations pipelines."""
+"""harness.augment.batched: batched torch steps that match harness.augment.vocabulary's albumentations pipelines."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness.augment import PRESETS, AugmentPipeline, TransformSpec, build_augmenter
-from harness.batch_augment import BatchAugmenter, batched_support, first_unsupported
-from harness.data import synthetic
+from harness.augment.vocabulary import PRESETS, AugmentPipeline, TransformSpec, build_augmenter
+from harness.augment.batched import BatchAugmenter, batched_support, first_unsupported
+from harness.data.dataset import synthetic
 from harness.errors import ConfigError
 
 SUPPORTED = ("hflip", "rot90", "affine", "brightness_contrast", "solarize", "noise")

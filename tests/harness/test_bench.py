@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from harness.bench import BenchSettings, NaiveLoop, peak_matmul_flops, run_parity
-from harness.cli import main
+from harness.analysis.bench import BenchSettings, NaiveLoop, peak_matmul_flops, run_parity
+from harness.cli.app import main
 from harness.plugins import load_plugins
 
 TINY_BENCH = [
@@ -79,7 +79,7 @@ def test_parity_trains_both_loops_from_the_same_weights():
 def test_naive_loop_is_the_notebook_way():
     """fp32 NCHW model, the default (per-tensor) AdamW, a DataLoader of per-sample float items."""
     registry = load_plugins()
-    from harness.bench import _resolved
+    from harness.analysis.bench import _resolved
 
     resolved = _resolved(
         "unet", BenchSettings(settings=("arch.params.width=4", "arch.params.depth=2")), registry

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from harness.cli import main
+from harness.cli.app import main
 from tests_support import TINY_ARGS
 
 

@@ -1,4 +1,4 @@
-"""harness.data: the AN2DL npz loader's checks, the synthetic generator, the split and the augmenters."""
+"""harness.data.dataset: the AN2DL npz loader's checks, the synthetic generator, the split and the augmenters."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness.augment import PRESETS, build_augmenter, pipeline_from_config
-from harness.data import (
+from harness.augment.vocabulary import PRESETS, build_augmenter, pipeline_from_config
+from harness.data.dataset import (
     CLASS_NAMES,
     SegmentationData,
     class_presence,
@@ -382,7 +382,7 @@ def test_class_presence():
 
 
 # --------------------------------------------------------------------------------------------------------
-# Augmentation presets, as the training loop builds them (harness.augment)
+# Augmentation presets, as the training loop builds them (harness.augment.vocabulary)
 
 AUGMENT_PRESETS = tuple(PRESETS)
 

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from harness.distance import signed_distance_maps
+from harness.data.distance import signed_distance_maps
 
 
 def test_hand_values_for_a_square():

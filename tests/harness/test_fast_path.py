@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-import harness.train as train_module
+import harness.training.loop as train_module
 from harness.config import build_config, config_hash, resolve
-from harness.device import eval_batch_size
+from harness.inference.device import eval_batch_size
 from harness.plugins import load_plugins
-from harness.schedule import OneCycleSchedule, PlateauSchedule
-from harness.train import backward_and_step, execute, uses_batched_augmentation
+from harness.training.schedule import OneCycleSchedule, PlateauSchedule
+from harness.training.loop import backward_and_step, execute, uses_batched_augmentation
 from tests.tests_support import TINY_CONFIG
 
 

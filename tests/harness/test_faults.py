@@ -23,12 +23,12 @@ import pytest
 import torch
 
 from harness import api, hookimpl
-from harness.cli import main
-from harness.infer import CheckpointError, load_checkpoint, save_checkpoint
+from harness.cli.app import main
+from harness.inference.scoring import CheckpointError, load_checkpoint, save_checkpoint
 from harness.plugins import load_plugins
-from harness.sweep import done_keys
-from leaderboard import store as store_module
-from leaderboard.store import Heartbeat, RunClaimed, RunStore
+from harness.sweep.plan import done_keys
+from harness.store import runs as store_module
+from harness.store.runs import Heartbeat, RunClaimed, RunStore
 from tests_support import TINY_ARGS, TINY_CONFIG
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""harness.inspect: duplicate-mask groups, the "alien" outlier rule, class statistics and cleaning."""
+"""harness.data.inspect: duplicate-mask groups, the "alien" outlier rule, class statistics and cleaning."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness import inspect as inspection
-from harness.data import SegmentationData, describe, synthetic
+from harness.data import inspect as inspection
+from harness.data.dataset import SegmentationData, describe, synthetic
 from harness.errors import ConfigError, DataError
-from harness.inspect import check_report, class_histogram, clean, inspect, row_hashes
+from harness.data.inspect import check_report, class_histogram, clean, inspect, row_hashes
 
 N, H, W = 40, 64, 128
 ALIENS = [3, 5, 8, 11, 14, 17, 20, 23, 26, 29, 32, 35]  # 12 rows, spread out on purpose

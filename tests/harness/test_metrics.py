@@ -5,7 +5,7 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassJaccardIndex
 
-from harness.metrics import (
+from harness.inference.metrics import (
     ConfusionMatrix,
     SegmentationMetrics,
     confusion_matrix,

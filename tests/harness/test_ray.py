@@ -8,8 +8,8 @@ import sys
 
 import ray
 
-from harness.cli import main
-from harness.ray_executor import RAY_MISSING
+from harness.cli.app import main
+from harness.sweep.ray_executor import RAY_MISSING
 from tests_support import TINY_ARGS
 
 RAY = ["--executor", "ray", "--format", "json"]

@@ -13,9 +13,9 @@ from collections import Counter
 
 import pytest
 
-from harness.cli import main
+from harness.cli.app import main
 from harness.plugins import load_plugins
-from harness.sweep import plan, seed_list, split_list
+from harness.sweep.plan import plan, seed_list, split_list
 from tests_support import TINY_ARGS
 
 GRID = ["--arch", "unet,attunet", "--loss", "ce,dice", "--balancer", "none,classweights"]

@@ -10,9 +10,9 @@ import torch
 
 from harness import api, hookimpl
 from harness.errors import ConfigError
-from harness.infer import load_checkpoint
+from harness.inference.scoring import load_checkpoint
 from harness.plugins import load_plugins
-from leaderboard.store import RunStore
+from harness.store.runs import RunStore
 from tests_support import TINY_CONFIG
 
 
@@ -221,8 +221,8 @@ def harness_balancers():
 
 def test_balancers_see_the_training_split_only(third_party):
     from harness.config import build_config, resolve
-    from harness.data import split
-    from harness.train import prepare
+    from harness.data.dataset import split
+    from harness.training.loop import prepare
 
     third_party({"spy": SPY})
     registry = load_plugins()

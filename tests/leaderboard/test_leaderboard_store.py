@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from leaderboard.store import (
+from harness.store.runs import (
     DEFAULT_STORE,
     SCHEMA_VERSION,
     RunNotFound,

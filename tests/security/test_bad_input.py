@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness.cli import main
-from harness.data import load_npz
+from harness.cli.app import main
+from harness.data.dataset import load_npz
 from harness.errors import DataError
 from tests_support import TINY_ARGS
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from leaderboard.store import RunStore
+from harness.cli.app import main
+from harness.store.runs import RunStore
 
 DROP = "'; DROP TABLE runs; --"
 QUOTES = "it's \"quoted\" `back` ''"

@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from harness import plugins
-from harness.cli import main
+from harness.cli.app import main
 
 PLUGIN = """
 from pathlib import Path

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from harness.config import AugmentConfig, DataConfig, TrainConfig, build_config, read_toml, resolve
-from harness.data import SegmentationData, load_npz
+from harness.data.dataset import SegmentationData, load_npz
 from harness.errors import HarnessError
 from harness.plugins import load_plugins
 

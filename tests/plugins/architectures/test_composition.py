@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness.cli import main
+from harness.cli.app import main
 from harness.errors import ConfigError
 from harness.plugins import load_plugins
 from plugins.architectures.unet import UNet

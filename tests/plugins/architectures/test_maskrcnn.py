@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from harness.cost import count_params
+from harness.inference.cost import count_params
 from harness.errors import ConfigError
-from harness.train import compute_loss
+from harness.training.loop import compute_loss
 from plugins.architectures import maskrcnn
 
 SPEC = maskrcnn.harness_architectures()[0]

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness.cost import count_params
+from harness.inference.cost import count_params
 from plugins.architectures import r2unet
 
 SPEC = r2unet.harness_architectures()[0]

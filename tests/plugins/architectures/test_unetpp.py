@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness.cost import count_params, forward_gflops
+from harness.inference.cost import count_params, forward_gflops
 from plugins.architectures.layers import DoubleConv
 from plugins.architectures.unetpp import harness_architectures
 

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from harness import load_run
-from harness.cli import main
+from harness.cli.app import main
 from tests_support import TINY_ARGS
 
 PACKAGE = "harness-block-example"

@@ -118,7 +118,7 @@ def test_combo_trains_end_to_end(store_path):
 
 
 def test_boundary_is_lowest_for_the_true_region():
-    from harness.distance import signed_distance_maps
+    from harness.data.distance import signed_distance_maps
 
     target = torch.full((1, 16, 16), 2, dtype=torch.long)
     target[0, 4:12, 4:12] = 1
@@ -141,7 +141,7 @@ def test_combo_with_boundary_trains_with_augmentation(store_path):
 
 
 def test_boundary_closed_form_on_a_row():
-    from harness.distance import signed_distance_maps
+    from harness.data.distance import signed_distance_maps
 
     target = torch.tensor([[[1, 1, 2, 2]]])
     distances = signed_distance_maps(target.to(torch.uint8), 5, 0)

@@ -1,11 +1,11 @@
-"""Batched torch equivalents of harness.augment's steps, applied to a whole batch on its device.
+"""Batched torch equivalents of harness.augment.vocabulary's steps, applied to a whole batch on its device.
 
-`harness.augment` runs albumentations per image on the CPU; this module draws the same kinds of
+`harness.augment.vocabulary` runs albumentations per image on the CPU; this module draws the same kinds of
 parameters per row (same ranges, defaults and probability per step) and applies them to a (B, H, W)
 uint8 batch with tensor ops, so augmentation can run inside the training step without a host sync.
 The two paths match in distribution, not pixel for pixel: the random streams differ.
 
-Mask safety is the same as harness.augment's: geometric steps warp images bilinearly and masks with
+Mask safety is the same as harness.augment.vocabulary's: geometric steps warp images bilinearly and masks with
 nearest neighbour using one matrix per row, exposed mask pixels become 0 and exposed image pixels the
 step's constant `fill`. Pixel steps round trip to uint8 the way albumentations does for uint8 images
 (clip, then truncate), so every step sees and returns uint8 values.
@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from harness.augment import DEFAULT_PARAMS, AugmentPipeline, TransformSpec, _strong_seed
+from harness.augment.vocabulary import DEFAULT_PARAMS, AugmentPipeline, TransformSpec, _strong_seed
 from harness.errors import ConfigError
 
 Draw = dict[str, torch.Tensor]
@@ -91,7 +91,7 @@ class _HFlip(_Step):
 
 
 class _Rot90(_Step):
-    """Uniform quarter turns; a non-square frame turns 0 or 180 degrees only, as in harness.augment."""
+    """Uniform quarter turns; a non-square frame turns 0 or 180 degrees only, as in harness.augment.vocabulary."""
 
     def draw(self, gen, n, height, width):
         turns = torch.randint(0, 4, (n,), generator=gen, device=gen.device)
@@ -336,7 +336,7 @@ class BatchAugmenter:
             raise ConfigError(f"augmentation seed must be >= 0, got {seed}")
         missing = first_unsupported(pipeline)
         if missing is not None:
-            raise ConfigError(f"{missing} has no batched version; use harness.augment.build_augmenter")
+            raise ConfigError(f"{missing} has no batched version; use harness.augment.vocabulary.build_augmenter")
         device = torch.device(device)
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())

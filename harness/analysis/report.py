@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.compare import PerImage, load_per_image, miou_batch
+from harness.analysis.compare import PerImage, load_per_image, miou_batch
 from harness.errors import HarnessError
-from harness.metrics import per_image_confusion
-from harness.sheets import palette
+from harness.inference.metrics import per_image_confusion
+from harness.data.sheets import palette
 from leaderboard.html import render_page
-from leaderboard.store import RunStore, resolve_store_path
+from harness.store.runs import RunStore, resolve_store_path
 from leaderboard.table import class_columns, format_duration, leaderboard_rows
 
 DEFAULT_TOP = 5
@@ -249,9 +249,9 @@ def overlay_rows(
     pictures show what validation scored.
     """
     from harness import api
-    from harness.device import pick_amp_dtype
-    from harness.infer import predict_masks
-    from harness.train import load_data
+    from harness.inference.device import pick_amp_dtype
+    from harness.inference.scoring import predict_masks
+    from harness.training.loop import load_data
 
     step("loading the model")
     loaded = api.load_run(run["run_id"], store=store_path, plugins=plugins)

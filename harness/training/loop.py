@@ -24,16 +24,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.augment import build_augmenter
-from harness.batch_augment import BatchAugmenter, batched_support
+from harness.augment.vocabulary import build_augmenter
+from harness.augment.batched import BatchAugmenter, batched_support
 from harness.config import Resolved
-from harness.cost import count_params, forward_gflops
-from harness.data import SegmentationData, load_npz, split
-from harness.device import eval_batch_size, pick_amp_dtype, pick_device
-from harness.distance import signed_distance_maps
-from harness.distributed import SINGLE, NullStore, SilentRegistry, World, launched_size, process_group
+from harness.inference.cost import count_params, forward_gflops
+from harness.data.dataset import SegmentationData, load_npz, split
+from harness.inference.device import eval_batch_size, pick_amp_dtype, pick_device
+from harness.data.distance import signed_distance_maps
+from harness.training.distributed import SINGLE, NullStore, SilentRegistry, World, launched_size, process_group
 from harness.errors import ConfigError, DataError
-from harness.infer import (
+from harness.inference.scoring import (
     CheckpointError,
     Normalisation,
     autocast_for,
@@ -42,12 +42,12 @@ from harness.infer import (
     save_checkpoint,
     score,
 )
-from harness.inspect import clean as clean_outliers
-from harness.inspect import inspect as inspect_data
-from harness.metrics import metrics_from_confusion
-from harness.progress import ConsoleProgress
-from harness.schedule import OneCycleSchedule, PlateauSchedule, Schedule
-from leaderboard.store import Heartbeat, RunStore
+from harness.data.inspect import clean as clean_outliers
+from harness.data.inspect import inspect as inspect_data
+from harness.inference.metrics import metrics_from_confusion
+from harness.training.progress import ConsoleProgress
+from harness.training.schedule import OneCycleSchedule, PlateauSchedule, Schedule
+from harness.store.runs import Heartbeat, RunStore
 
 CHECKPOINT_NAME = "best.pt"
 # Written at every epoch end: weights, optimizer, schedule, loop state and RNG, what `--resume` continues.

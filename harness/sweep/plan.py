@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import Resolved, RunConfig, build_config, resolve
-from harness.data import load_npz
+from harness.data.dataset import load_npz
 from harness.errors import ConfigError, HarnessError
-from leaderboard.store import RunClaimed, RunStore, StoreNotInitialised
+from harness.store.runs import RunClaimed, RunStore, StoreNotInitialised
 
 SEEDS_MAX = 100
 
@@ -217,13 +217,13 @@ class SweepReporter:
             self.progress.end_run(outcome)
 
     def run_progress(self) -> Any:
-        """The per-run progress factory handed to `harness.train.execute` (None: no bar)."""
+        """The per-run progress factory handed to `harness.training.loop.execute` (None: no bar)."""
         return None if self.progress is None else self.progress.run_bar
 
 
 def local_executor(runs: list[PlannedRun], store_path: Path, registry: Any, reporter: SweepReporter) -> None:
     """Train the runs one after another in this process (the default executor)."""
-    from harness.train import execute
+    from harness.training.loop import execute
 
     for planned in runs:
         reporter.started(planned)

@@ -6,7 +6,7 @@ the same images, in alternating repeats so that noise on a shared machine hits b
 - the **naive loop** is written the way a notebook would: float32 NCHW, a `DataLoader` over a Dataset that
   runs albumentations per sample, `.item()` on the loss every step, the training confusion matrix on the
   CPU with numpy, the default AdamW;
-- the **harness path** is `harness.train.train_one_epoch` itself on a `Prepared` run: uint8 data resident
+- the **harness path** is `harness.training.loop.train_one_epoch` itself on a `Prepared` run: uint8 data resident
   on the device, batched on-device augmentation, bf16 autocast, channels_last, fused AdamW, one host sync
   per epoch.
 
@@ -37,13 +37,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.augment import _albumentations
+from harness.augment.vocabulary import _albumentations
 from harness.config import build_config, resolve
-from harness.device import eval_batch_size, pick_device
-from harness.distributed import SINGLE
+from harness.inference.device import eval_batch_size, pick_device
+from harness.training.distributed import SINGLE
 from harness.errors import ConfigError, HarnessError
-from harness.infer import Normalisation, forward_logits, score
-from harness.train import (
+from harness.inference.scoring import Normalisation, forward_logits, score
+from harness.training.loop import (
     Budget,
     Prepared,
     _prepare_on_device,
@@ -497,7 +497,7 @@ def _device_name(settings: BenchSettings) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from harness.cli import add_set_option
+    from harness.cli.app import add_set_option
 
     p.add_argument("--arch", help=f"comma-separated architectures (default {','.join(DEFAULT_ARCHS)})")
     p.add_argument("--data", default="synthetic", help="dataset name or AN2DL .npz path (default synthetic)")
@@ -556,7 +556,7 @@ def _fmt_rate(row: dict, key: str) -> str:
 def print_table(result: dict) -> None:
     from rich.table import Table
 
-    from harness.commands import _wide_console
+    from harness.cli.commands import _wide_console
 
     peaks = ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in result["peak_tflops"].items())
     table = Table(title=f"harness bench on {result['device']}: peak matmul {peaks}", title_justify="left")
@@ -593,7 +593,7 @@ def print_table(result: dict) -> None:
 def command(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from harness.commands import _registry
+    from harness.cli.commands import _registry
 
     settings = settings_from_args(args)
     registry = _registry(args)
@@ -631,7 +631,7 @@ def command(args: argparse.Namespace) -> int:
 def print_parity(result: dict) -> None:
     from rich.table import Table
 
-    from harness.commands import _wide_console
+    from harness.cli.commands import _wide_console
 
     table = Table(
         title=f"accuracy parity on {result['device']}: val mIoU after the same epochs", title_justify="left"

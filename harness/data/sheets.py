@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.data import CLASS_NAMES, SegmentationData
+from harness.data.dataset import CLASS_NAMES, SegmentationData
 from harness.errors import HarnessError
-from harness.inspect import check_report
+from harness.data.inspect import check_report
 
 MAX_PAIRS = 64
 

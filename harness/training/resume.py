@@ -14,9 +14,9 @@ from typing import Any
 
 from harness.config import Resolved, RunConfig, resolve
 from harness.errors import ConfigError, HarnessError
-from harness.infer import CheckpointError, load_checkpoint
-from harness.train import LAST_CHECKPOINT_NAME, ResumePoint
-from leaderboard.store import RunStore, presumed_dead
+from harness.inference.scoring import CheckpointError, load_checkpoint
+from harness.training.loop import LAST_CHECKPOINT_NAME, ResumePoint
+from harness.store.runs import RunStore, presumed_dead
 
 _LAST_KEYS = ("state_dict", "epoch", "optimizer", "schedule", "loop", "rng")
 

@@ -15,7 +15,7 @@ import hashlib
 
 import numpy as np
 
-from harness.data import SegmentationData
+from harness.data.dataset import SegmentationData
 from harness.errors import ConfigError, DataError
 
 # Eight bytes keep the hash short enough for a terminal table; a collision among ~10^4 masks has

@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from harness.device import pick_device
+from harness.inference.device import pick_device
 from harness.errors import ConfigError
 
 

@@ -326,7 +326,7 @@ def _add_data(sub) -> None:
 
 
 def _add_bench(sub) -> None:
-    from harness.bench import add_arguments
+    from harness.analysis.bench import add_arguments
 
     p = sub.add_parser(
         "bench",
@@ -359,7 +359,7 @@ def build_parser() -> Parser:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from harness.bench import command
+    from harness.analysis.bench import command
 
     return command(args)
 
@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _sigterm_interrupts():
             args = build_parser().parse_args(argv)
-            from harness import commands
+            from harness.cli import commands
 
             handler = {"list": commands.list_, "check-plugin": commands.check_plugin, "bench": _bench}.get(
                 args.command

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from harness.sweep import Outcome
-    from harness.train import LoopState
+    from harness.sweep.plan import Outcome
+    from harness.training.loop import LoopState
 
 
 def _progress(*, transient: bool):

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.train import PER_IMAGE_NAME
-from leaderboard.store import RunStore
+from harness.training.loop import PER_IMAGE_NAME
+from harness.store.runs import RunStore
 
 METRICS = ("an2dl", "fg")
 DEFAULT_RESAMPLES = 2000

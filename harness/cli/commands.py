@@ -16,13 +16,13 @@ from rich.table import Table
 
 from harness import api
 from harness.config import build_config, read_toml, resolve
-from harness.cost import count_params, forward_gflops
-from harness.distributed import is_rank_zero
+from harness.inference.cost import count_params, forward_gflops
+from harness.training.distributed import is_rank_zero
 from harness.errors import HarnessError
 from harness.parsing import did_you_mean, parse_since
 from harness.plugins import Registry, load_plugins, parse_blocked
-from harness.train import OutOfMemory, execute
-from leaderboard.store import resolve_store_path
+from harness.training.loop import OutOfMemory, execute
+from harness.store.runs import resolve_store_path
 from leaderboard.table import best_per_arch, display_table, group_rows, leaderboard_rows, render
 
 EXIT_FAILED = 1
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     store_path = resolve_store_path(args.store)
     point = None
     if args.resume:
-        from harness.resume import plan_resume
+        from harness.training.resume import plan_resume
 
         _refuse_config_flags(args)
         resolved, point = plan_resume(
@@ -152,8 +152,8 @@ def _plugin_params(args: argparse.Namespace) -> dict[str, list[str]]:
 
 
 def sweep(args: argparse.Namespace) -> int:
-    from harness import sweep as sweeping
-    from harness.progress import SweepLines, SweepProgress
+    from harness.sweep import plan as sweeping
+    from harness.training.progress import SweepLines, SweepProgress
 
     registry = _registry(args)
     base = read_toml(args.config) if args.config else {}  # a RunConfig, optionally with [[runs]]
@@ -179,7 +179,7 @@ def sweep(args: argparse.Namespace) -> int:
         return _print_plan(sweeping.describe_plan(runs, sweeping.done_keys(store_path)), args.format)
     executor = sweeping.local_executor
     if args.executor == "ray":
-        from harness.ray_executor import ray_executor
+        from harness.sweep.ray_executor import ray_executor
 
         executor = ray_executor(args.address)
     json_out = args.format == "json"
@@ -336,7 +336,7 @@ def leaderboard(args: argparse.Namespace) -> int:
     class_names = runs[0]["class_names"] if runs else []
     title = f"harness leaderboard: {path} ({args.metric} mIoU, by {args.by})"
     if args.format == "html":  # the table plus the report's figures, in one page to mail
-        from harness.report import leaderboard_page
+        from harness.analysis.report import leaderboard_page
 
         headers, cells = display_table(rows, class_names)
         registry = _registry(args)
@@ -376,7 +376,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def compare(args: argparse.Namespace) -> int:
-    from harness.compare import CONFIDENCE, compare_store
+    from harness.analysis.compare import CONFIDENCE, compare_store
 
     result = compare_store(
         resolve_store_path(args.store),
@@ -411,7 +411,7 @@ def compare(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-    from harness.report import build_report
+    from harness.analysis.report import build_report
 
     registry = _registry(args)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -468,8 +468,8 @@ def data(args: argparse.Namespace) -> int:
 
 
 def data_inspect(args: argparse.Namespace) -> int:
-    from harness.inspect import inspect
-    from harness.sheets import outlier_sheet
+    from harness.data.inspect import inspect
+    from harness.data.sheets import outlier_sheet
 
     registry = _registry(args)
     dataset = api.load_source(args.file, 5, registry)
@@ -500,8 +500,8 @@ def data_inspect(args: argparse.Namespace) -> int:
 def data_preview(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from harness.sheets import contact_sheet
-    from harness.train import augmented_view, prepare
+    from harness.data.sheets import contact_sheet
+    from harness.training.loop import augmented_view, prepare
 
     if not 1 <= args.count <= 64:
         raise HarnessError(f"--count must be between 1 and 64, got {args.count}")

@@ -1,5 +1,5 @@
 """Inference shared by validation, `evaluate` and `predict`: normalise, pad, forward, never predict the
-ignored class, and score with the one metric in `harness.metrics`."""
+ignored class, and score with the one metric in `harness.inference.metrics`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import HarnessError
-from harness.metrics import ConfusionMatrix, per_image_confusion
+from harness.inference.metrics import ConfusionMatrix, per_image_confusion
 
 CHECKPOINT_FORMAT = 1
 
