@@ -20,12 +20,12 @@ from torch import nn
 
 from harness.config import Resolved, RunConfig, build_config, dataset_for, resolve
 from harness.data.dataset import SegmentationData, load_npz
-from harness.inference.device import eval_batch_size, pick_amp_dtype, pick_device
 from harness.errors import DataError, HarnessError
+from harness.inference.device import eval_batch_size, pick_amp_dtype, pick_device
 from harness.inference.scoring import Normalisation, load_checkpoint, predict_masks, score
 from harness.plugins import Registry, load_plugins
-from harness.training.loop import RunResult, execute
 from harness.store.runs import RunStore, resolve_store_path
+from harness.training.loop import RunResult, execute
 from leaderboard.table import group_rows, leaderboard_frame, leaderboard_rows
 
 __all__ = [

@@ -6,7 +6,7 @@ the same images, in alternating repeats so that noise on a shared machine hits b
 - the **naive loop** is written the way a notebook would: float32 NCHW, a `DataLoader` over a Dataset that
   runs albumentations per sample, `.item()` on the loss every step, the training confusion matrix on the
   CPU with numpy, the default AdamW;
-- the **harness path** is `harness.training.loop.train_one_epoch` itself on a `Prepared` run: uint8 data resident
+- the **harness path** is the loop's own `train_one_epoch` on a `Prepared` run: uint8 data resident
   on the device, batched on-device augmentation, bf16 autocast, channels_last, fused AdamW, one host sync
   per epoch.
 
@@ -39,10 +39,10 @@ from torch import nn
 
 from harness.augment.vocabulary import _albumentations
 from harness.config import build_config, resolve
-from harness.inference.device import eval_batch_size, pick_device
-from harness.training.distributed import SINGLE
 from harness.errors import ConfigError, HarnessError
+from harness.inference.device import eval_batch_size, pick_device
 from harness.inference.scoring import Normalisation, forward_logits, score
+from harness.training.distributed import SINGLE
 from harness.training.loop import (
     Budget,
     Prepared,

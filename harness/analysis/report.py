@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 from harness.analysis.compare import PerImage, load_per_image, miou_batch
+from harness.data.sheets import palette
 from harness.errors import HarnessError
 from harness.inference.metrics import per_image_confusion
-from harness.data.sheets import palette
-from leaderboard.html import render_page
 from harness.store.runs import RunStore, resolve_store_path
+from leaderboard.html import render_page
 from leaderboard.table import class_columns, format_duration, leaderboard_rows
 
 DEFAULT_TOP = 5

@@ -91,7 +91,7 @@ class _HFlip(_Step):
 
 
 class _Rot90(_Step):
-    """Uniform quarter turns; a non-square frame turns 0 or 180 degrees only, as in harness.augment.vocabulary."""
+    """Uniform quarter turns; a non-square frame turns 0 or 180 degrees only, as albumentations does."""
 
     def draw(self, gen, n, height, width):
         turns = torch.randint(0, 4, (n,), generator=gen, device=gen.device)
@@ -336,7 +336,9 @@ class BatchAugmenter:
             raise ConfigError(f"augmentation seed must be >= 0, got {seed}")
         missing = first_unsupported(pipeline)
         if missing is not None:
-            raise ConfigError(f"{missing} has no batched version; use harness.augment.vocabulary.build_augmenter")
+            raise ConfigError(
+                f"{missing} has no batched version; use harness.augment.vocabulary.build_augmenter"
+            )
         device = torch.device(device)
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())

@@ -234,7 +234,7 @@ _STANDARD = (
 PRESETS: dict[str, AugmentPipeline] = {
     "none": _pipeline(),
     "flips": _pipeline({"name": "hflip", "p": 0.5}),
-    # Same transforms, order and settings as harness.data.dataset's "standard", so a seed gives the same images.
+    # Same transforms, order and settings as the data tests' "standard", so a seed gives the same images.
     "standard": _pipeline(*_STANDARD),
     "strong": _pipeline(
         {"name": "hflip", "p": 0.5},

@@ -16,13 +16,13 @@ from rich.table import Table
 
 from harness import api
 from harness.config import build_config, read_toml, resolve
-from harness.inference.cost import count_params, forward_gflops
-from harness.training.distributed import is_rank_zero
 from harness.errors import HarnessError
+from harness.inference.cost import count_params, forward_gflops
 from harness.parsing import did_you_mean, parse_since
 from harness.plugins import Registry, load_plugins, parse_blocked
-from harness.training.loop import OutOfMemory, execute
 from harness.store.runs import resolve_store_path
+from harness.training.distributed import is_rank_zero
+from harness.training.loop import OutOfMemory, execute
 from leaderboard.table import best_per_arch, display_table, group_rows, leaderboard_rows, render
 
 EXIT_FAILED = 1

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from harness.data.dataset import CLASS_NAMES, SegmentationData
-from harness.errors import HarnessError
 from harness.data.inspect import check_report
+from harness.errors import HarnessError
 
 MAX_PAIRS = 64
 

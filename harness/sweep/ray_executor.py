@@ -22,8 +22,8 @@ from typing import Any
 
 from harness.errors import ConfigError, HarnessError
 from harness.plugins import AUTOLOAD_ENV
-from harness.sweep.plan import Executor, Outcome, PlannedRun, SweepReporter
 from harness.store.runs import RunStore
+from harness.sweep.plan import Executor, Outcome, PlannedRun, SweepReporter
 
 RAY_MISSING = "--executor ray needs ray: pip install 'harness[ray]'"
 CPUS_ENV = "HARNESS_RAY_CPUS_PER_RUN"
@@ -151,8 +151,8 @@ def train_task(
     """One run inside a Ray worker; returns the fields of its Outcome (never raises for a failed run)."""
     from harness.config import RunConfig, resolve
     from harness.plugins import load_plugins
-    from harness.training.loop import execute
     from harness.store.runs import RunClaimed
+    from harness.training.loop import execute
 
     started = time.monotonic()
     try:

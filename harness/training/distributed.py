@@ -26,8 +26,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from harness.inference.device import pick_device
 from harness.errors import ConfigError
+from harness.inference.device import pick_device
 
 
 @dataclass(frozen=True)

@@ -24,15 +24,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.augment.vocabulary import build_augmenter
 from harness.augment.batched import BatchAugmenter, batched_support
+from harness.augment.vocabulary import build_augmenter
 from harness.config import Resolved
-from harness.inference.cost import count_params, forward_gflops
 from harness.data.dataset import SegmentationData, load_npz, split
-from harness.inference.device import eval_batch_size, pick_amp_dtype, pick_device
 from harness.data.distance import signed_distance_maps
-from harness.training.distributed import SINGLE, NullStore, SilentRegistry, World, launched_size, process_group
+from harness.data.inspect import clean as clean_outliers
+from harness.data.inspect import inspect as inspect_data
 from harness.errors import ConfigError, DataError
+from harness.inference.cost import count_params, forward_gflops
+from harness.inference.device import eval_batch_size, pick_amp_dtype, pick_device
+from harness.inference.metrics import metrics_from_confusion
 from harness.inference.scoring import (
     CheckpointError,
     Normalisation,
@@ -42,12 +44,17 @@ from harness.inference.scoring import (
     save_checkpoint,
     score,
 )
-from harness.data.inspect import clean as clean_outliers
-from harness.data.inspect import inspect as inspect_data
-from harness.inference.metrics import metrics_from_confusion
+from harness.store.runs import Heartbeat, RunStore
+from harness.training.distributed import (
+    SINGLE,
+    NullStore,
+    SilentRegistry,
+    World,
+    launched_size,
+    process_group,
+)
 from harness.training.progress import ConsoleProgress
 from harness.training.schedule import OneCycleSchedule, PlateauSchedule, Schedule
-from harness.store.runs import Heartbeat, RunStore
 
 CHECKPOINT_NAME = "best.pt"
 # Written at every epoch end: weights, optimizer, schedule, loop state and RNG, what `--resume` continues.

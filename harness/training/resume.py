@@ -15,8 +15,8 @@ from typing import Any
 from harness.config import Resolved, RunConfig, resolve
 from harness.errors import ConfigError, HarnessError
 from harness.inference.scoring import CheckpointError, load_checkpoint
-from harness.training.loop import LAST_CHECKPOINT_NAME, ResumePoint
 from harness.store.runs import RunStore, presumed_dead
+from harness.training.loop import LAST_CHECKPOINT_NAME, ResumePoint
 
 _LAST_KEYS = ("state_dict", "epoch", "optimizer", "schedule", "loop", "rng")
 

@@ -1,4 +1,4 @@
-"""harness.augment.vocabulary: validated pipeline configs, presets, mask-safe transforms and the strong-row pipeline."""
+"""harness.augment: validated pipeline configs, presets, mask-safe transforms and the strong-row pipeline."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""harness.augment.batched: batched torch steps that match harness.augment.vocabulary's albumentations pipelines."""
+"""harness.augment.batched: batched torch steps that match the albumentations pipelines."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness.augment.vocabulary import PRESETS, AugmentPipeline, TransformSpec, build_augmenter
 from harness.augment.batched import BatchAugmenter, batched_support, first_unsupported
+from harness.augment.vocabulary import PRESETS, AugmentPipeline, TransformSpec, build_augmenter
 from harness.data.dataset import synthetic
 from harness.errors import ConfigError
 

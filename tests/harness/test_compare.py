@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from harness.cli.app import main
 from harness.analysis.compare import bootstrap_differences, compare, miou_batch, paired_bootstrap
+from harness.cli.app import main
 from harness.errors import HarnessError
 from harness.inference.metrics import metrics_from_confusion
-from harness.training.loop import PER_IMAGE_NAME, save_per_image
 from harness.store.runs import RunStore
+from harness.training.loop import PER_IMAGE_NAME, save_per_image
 
 K = 5
 CLASSES = ["background", "soil", "bedrock", "sand", "big rock"]

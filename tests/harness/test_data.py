@@ -1,4 +1,4 @@
-"""harness.data.dataset: the AN2DL npz loader's checks, the synthetic generator, the split and the augmenters."""
+"""harness.data: the AN2DL npz loader's checks, the synthetic generator, the split and the augmenters."""
 
 from __future__ import annotations
 

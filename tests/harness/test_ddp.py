@@ -15,11 +15,11 @@ import torch
 
 from harness import api
 from harness.inference.device import pick_amp_dtype
-from harness.training.distributed import World
-from harness.inference.scoring import score
 from harness.inference.metrics import metrics_from_confusion
-from harness.training.loop import PER_IMAGE_NAME, load_data, steps_per_epoch
+from harness.inference.scoring import score
 from harness.store.runs import RunStore
+from harness.training.distributed import World
+from harness.training.loop import PER_IMAGE_NAME, load_data, steps_per_epoch
 
 # lr 1e-2 so that three epochs already predict several classes: a rank validating with other weights or
 # BatchNorm statistics than rank 0's checkpoint then changes the confusion matrices. The 6 validation

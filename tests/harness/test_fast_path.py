@@ -12,8 +12,8 @@ import harness.training.loop as train_module
 from harness.config import build_config, config_hash, resolve
 from harness.inference.device import eval_batch_size
 from harness.plugins import load_plugins
-from harness.training.schedule import OneCycleSchedule, PlateauSchedule
 from harness.training.loop import backward_and_step, execute, uses_batched_augmentation
+from harness.training.schedule import OneCycleSchedule, PlateauSchedule
 from tests.tests_support import TINY_CONFIG
 
 

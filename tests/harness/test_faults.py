@@ -26,9 +26,9 @@ from harness import api, hookimpl
 from harness.cli.app import main
 from harness.inference.scoring import CheckpointError, load_checkpoint, save_checkpoint
 from harness.plugins import load_plugins
-from harness.sweep.plan import done_keys
 from harness.store import runs as store_module
 from harness.store.runs import Heartbeat, RunClaimed, RunStore
+from harness.sweep.plan import done_keys
 from tests_support import TINY_ARGS, TINY_CONFIG
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,8 +12,8 @@ import torch
 
 from harness.data import inspect as inspection
 from harness.data.dataset import SegmentationData, describe, synthetic
-from harness.errors import ConfigError, DataError
 from harness.data.inspect import check_report, class_histogram, clean, inspect, row_hashes
+from harness.errors import ConfigError, DataError
 
 N, H, W = 40, 64, 128
 ALIENS = [3, 5, 8, 11, 14, 17, 20, 23, 26, 29, 32, 35]  # 12 rows, spread out on purpose

@@ -10,13 +10,13 @@ import sqlite3
 import numpy as np
 import pytest
 
-from harness.cli.app import main
 from harness.analysis.compare import load_per_image
-from harness.inference.metrics import per_image_confusion
 from harness.analysis.report import FILES, overlay_rows, spread
+from harness.cli.app import main
+from harness.inference.metrics import per_image_confusion
+from harness.store.runs import RunStore
 from harness.training.loop import PER_IMAGE_NAME
 from leaderboard.html import render_page
-from harness.store.runs import RunStore
 from tests_support import TINY_ARGS
 
 SCRIPT = "<script>alert(1)</script>"

@@ -1,4 +1,4 @@
-"""harness.data.sheets: contact-sheet PNGs of (image | colour mask) pairs and which rows the inspection shows."""
+"""harness.data: contact-sheet PNGs of (image | colour mask) pairs and which rows the inspection shows."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import torch
 from matplotlib import colors, image
 
 from harness.data.dataset import synthetic
-from harness.errors import DataError, HarnessError
 from harness.data.inspect import inspect
 from harness.data.sheets import CLASS_COLOURS, MAX_PAIRS, contact_sheet, outlier_sheet, palette, sheet_rows
+from harness.errors import DataError, HarnessError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 H, W = 64, 128

@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 import torch
 
-from harness.cli.app import main
 from harness.analysis.compare import load_per_image
+from harness.cli.app import main
 from harness.config import build_config, resolve
 from harness.data.dataset import load_npz
 from harness.errors import DataError, HarnessError
 from harness.inference.scoring import load_checkpoint
 from harness.plugins import load_plugins
-from harness.training.loop import PER_IMAGE_NAME
 from harness.store.runs import RunStore
+from harness.training.loop import PER_IMAGE_NAME
 from tests_support import TINY_CONFIG
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from harness.inference.cost import count_params
 from harness.errors import ConfigError
+from harness.inference.cost import count_params
 from plugins.architectures import deeplab
 
 SPEC = deeplab.harness_architectures()[0]

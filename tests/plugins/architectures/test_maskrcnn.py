@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from harness.inference.cost import count_params
 from harness.errors import ConfigError
+from harness.inference.cost import count_params
 from harness.training.loop import compute_loss
 from plugins.architectures import maskrcnn
 
