@@ -25,6 +25,7 @@ demo: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 # The speed benchmark (naive loop vs the harness, side by side): e.g. make bench BENCH_ARGS="--arch unet".

@@ -22,10 +22,11 @@ from harness.config import Resolved, RunConfig, build_config, dataset_for, resol
 from harness.data.dataset import SegmentationData, load_npz
 from harness.errors import DataError, HarnessError
 from harness.inference.device import eval_batch_size, pick_amp_dtype, pick_device
-from harness.inference.scoring import Normalisation, load_checkpoint, predict_masks, score
+from harness.inference.scoring import Normalisation, predict_masks, score
 from harness.plugins import Registry, load_plugins
-from harness.store.runs import RunStore, resolve_store_path
-from harness.training.loop import RunResult, execute
+from harness.store import RunStore, resolve_store_path
+from harness.training.checkpoints import load_best_model
+from harness.training.run import RunResult, execute
 from leaderboard.table import group_rows, leaderboard_frame, leaderboard_rows
 
 __all__ = [
@@ -78,20 +79,10 @@ class LoadedRun:
 
 def load_run(run_id: str, *, store: str | Path | None = None, plugins: Registry | None = None) -> LoadedRun:
     """The run's record and its best checkpoint (a unique prefix of the id is enough)."""
-    registry = _registry(plugins)
     with RunStore(resolve_store_path(store), create=False) as run_store:
         record = run_store.get_run(run_id)
-    if not record.get("checkpoint"):
-        raise HarnessError(f"run {record['run_id']} ({record['status']}) has no checkpoint to load")
-    resolved = resolve(RunConfig.model_validate(record["config"]), registry)
-    checkpoint = load_checkpoint(Path(record["checkpoint"]))
-    model = resolved.arch.build(
-        resolved.arch_params, in_channels=1, num_classes=resolved.config.data.num_classes
-    )
-    model.load_state_dict(checkpoint["state_dict"])
-    model.eval()
-    mean, std = checkpoint["normalisation"]
-    return LoadedRun(record=record, resolved=resolved, model=model, norm=Normalisation(mean, std))
+    resolved, model, norm = load_best_model(record, _registry(plugins))
+    return LoadedRun(record=record, resolved=resolved, model=model, norm=norm)
 
 
 def leaderboard(
@@ -126,9 +117,10 @@ def load_source(source: str | SegmentationData, num_classes: int, plugins: Regis
     """A dataset from a SegmentationData, a registered dataset name or an AN2DL .npz path."""
     if isinstance(source, SegmentationData):
         return source
-    spec = dataset_for(source, _registry(plugins))
+    registry = _registry(plugins)
+    spec = dataset_for(source, registry)
     if spec is not None:
-        return spec.build(spec.parse_params())
+        return spec.build(spec.parse_params(registry=registry))
     return load_npz(source, num_classes=num_classes)
 
 

@@ -43,7 +43,9 @@ def compose_balancers(
     if stray:
         raise ConfigError(f"balancer params name '{stray[0]}', which is not among {'+'.join(names)}")
     routed = _route_cli(names, cli or {})
-    parsed = {part: specs[part].parse_params(values.get(part), routed[part]) for part in names}
+    parsed = {
+        part: specs[part].parse_params(values.get(part), routed[part], registry=registry) for part in names
+    }
     fields = {part: (type(parsed[part]), parsed[part]) for part in names}
     model = create_model("ComposedBalancerParams", __config__=ConfigDict(extra="forbid"), **fields)
 

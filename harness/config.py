@@ -331,12 +331,13 @@ def resolve(
             chosen[section] = compose_balancers(registry, choice.name, choice.params, cli_params.get(section))
             continue
         spec = registry.get(kind, choice.name)
-        chosen[section] = (spec, spec.parse_params(choice.params, cli_params.get(section)))
+        parsed = spec.parse_params(choice.params, cli_params.get(section), registry=registry)
+        chosen[section] = (spec, parsed)
     source = config.data.source
     dataset = dataset_for(source, registry)
     data_params = None
     if dataset is not None:
-        data_params = dataset.parse_params(config.data.params, cli_params.get("data"))
+        data_params = dataset.parse_params(config.data.params, cli_params.get("data"), registry=registry)
     elif config.data.params or cli_params.get("data"):
         raise ConfigError(f"data.params only apply to named datasets, not to the file {source}")
     filled = config.model_copy(deep=True)

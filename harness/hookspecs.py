@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from harness.specs import ArchitectureSpec, BalancerSpec, BlockSpec, DatasetSpec, LossSpec
-    from harness.training.loop import RunInfo
+    from harness.specs import ArchitectureSpec, BalancerSpec, BlockSpec, DatasetSpec, LossSpec, RunInfo
 
 hookspec = pluggy.HookspecMarker("harness")
 
@@ -86,6 +85,7 @@ def harness_run_start(run: RunInfo) -> None:
 def harness_epoch_end(run: RunInfo, epoch: int, values: dict[str, Any]) -> None:
     """Called after each epoch's validation with that epoch's numbers.
 
+    `run` is the run (as in harness_run_start); `epoch` counts from 1.
     `values` holds train_loss, val_loss, val_miou (an2dl), val_miou_fg, lr, seconds and img_s.
     """
 

@@ -219,14 +219,6 @@ def _add(registry: Registry, kind: str, spec: PluginSpec, provider: str, builtin
     registry.problems.append(f"duplicate {kind} name '{spec.name}' from {' and '.join(providers)}")
 
 
-_ACTIVE: Registry | None = None
-
-
-def active_registry() -> Registry:
-    """The registry loaded last (loading the default one if none was): for plugins that compose others."""
-    return _ACTIVE if _ACTIVE is not None else load_plugins()
-
-
 def load_plugins(
     blocked: Iterable[str] = (), autoload: bool | None = None, allowed: Iterable[str] | None = None
 ) -> Registry:
@@ -236,6 +228,8 @@ def load_plugins(
     entry point's name). `autoload=None` reads HARNESS_DISABLE_PLUGIN_AUTOLOAD (any non-empty value
     disables, as pytest's does). `allowed`: the only entry-point plugins to load; None reads
     HARNESS_PLUGINS (unset: all of them). Built-ins are not entry points: they always load.
+    Each call returns a new, independent registry; nothing global remembers it, so pass it on
+    (`spec.parse_params(..., registry=registry)`) to whatever resolves plugin names.
     """
     manager = pluggy.PluginManager("harness")
     manager.add_hookspecs(hookspecs)
@@ -253,8 +247,6 @@ def load_plugins(
         _load_entry_points(manager, problems, allow)
     registry = Registry(manager=manager, problems=problems)
     _collect(registry, set(DEFAULT_PLUGINS))
-    global _ACTIVE
-    _ACTIVE = registry
     return registry
 
 

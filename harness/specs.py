@@ -3,6 +3,8 @@
 A spec is a description, not a model: `name` (a slug), `summary`, `params` (a pydantic model class whose
 every field has a type, default, bounds and description), a `build` callable and capability flags.
 Specs are validated when plugins load, so a broken plugin is reported before any training starts.
+Parameters are validated by `spec.parse_params(values, cli, registry=registry)`; a params model that names
+other plugins (combo's parts, an architecture's blocks) looks them up in that registry with `registry_of`.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args, get_origin
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from harness.errors import ConfigError
 from harness.parsing import coerce_string, describe_validation_error, did_you_mean
@@ -52,7 +55,11 @@ class PluginSpec(BaseModel):
         return model
 
     def parse_params(
-        self, values: Mapping[str, Any] | None = None, cli: Mapping[str, str] | None = None
+        self,
+        values: Mapping[str, Any] | None = None,
+        cli: Mapping[str, str] | None = None,
+        *,
+        registry: Any = None,
     ) -> BaseModel:
         """Validate typed `values` (from TOML or Python) overlaid with raw `cli` strings (`k=v` flags).
 
@@ -60,6 +67,10 @@ class PluginSpec(BaseModel):
         sets `{"reduction": 8}` in the field `encoder_params`, read with the mapping's value type (a
         string stays raw under `Any`, for the field's own validator to read). Raises ConfigError
         naming the plugin, the field and the valid fields.
+
+        `registry` (a `harness.plugins.Registry`) is what a params model that names other plugins
+        (combo's parts, an architecture's blocks) checks those names against: its validators read it
+        with `registry_of(info)`. Models that name no other plugin never look at it.
         """
         fields = self.params.model_fields
         if values is not None and not isinstance(values, Mapping):  # e.g. `oversample = 5` in a composition
@@ -84,8 +95,9 @@ class PluginSpec(BaseModel):
             raise ConfigError(
                 f"unknown {self.kind} parameter '{unknown[0]}' for '{self.name}'{hint} (valid: {valid})"
             )
+        context = {"registry": registry, "plugin": f"{self.kind} '{self.name}'"}
         try:
-            parsed = self.params.model_validate(merged)
+            parsed = self.params.model_validate(merged, context=context)
         except ValidationError as exc:
             where = f"bad {self.kind} parameter for '{self.name}'"
             raise ConfigError(f"{describe_validation_error(exc, where)} (valid: {valid})") from None
@@ -96,6 +108,24 @@ class PluginSpec(BaseModel):
                 f"bad {self.kind} parameter for '{self.name}': {key} must be finite, got {value}"
             )
         return parsed
+
+
+def registry_of(info: ValidationInfo) -> Any:
+    """The registry `parse_params` was given, for a params validator that looks up other plugins.
+
+    Use it in a validator that takes `info` (`@model_validator(mode="after")` with `(self, info)`).
+    Without a registry it raises ConfigError naming the plugin: the names cannot be checked, and
+    guessing a registry would check them against whichever plugins happened to load.
+    """
+    context = info.context or {}
+    registry = context.get("registry")
+    if registry is None:
+        plugin = context.get("plugin", "these parameters")
+        raise ConfigError(
+            f"{plugin} names other plugins, so its parameters need the plugin registry: "
+            "parse them with spec.parse_params(..., registry=registry)"
+        )
+    return registry
 
 
 def _first_non_finite(value: Any, path: str = "") -> tuple[str, float] | None:
@@ -264,3 +294,14 @@ def _set_nested(node: Any, path: list[str], raw: str, annotation: Any, key: str)
 SPEC_KINDS: dict[str, type[PluginSpec]] = {
     spec.kind: spec for spec in (ArchitectureSpec, BlockSpec, LossSpec, BalancerSpec, DatasetSpec)
 }
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What lifecycle hooks see of a run: its id, its resolved config, its directory, device and store."""
+
+    run_id: str
+    config: dict[str, Any]
+    run_dir: Path
+    device: str
+    store_path: Path

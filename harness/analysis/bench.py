@@ -10,6 +10,8 @@ the same images, in alternating repeats so that noise on a shared machine hits b
   on the device, batched on-device augmentation, bf16 autocast, channels_last, fused AdamW, one host sync
   per epoch.
 
+(The two loops are harness.analysis.bench_loops; the command line and its tables are harness.cli.bench.)
+
 Reported per architecture: train img/s of each (median, min, max over repeats, warm-up excluded), their
 ratio, inference img/s, peak memory, params, forward GFLOPs per image, and MFU: achieved training FLOP/s
 (3x the forward FLOPs per image: forward plus a backward of twice its cost) over the peak matmul FLOP/s of
@@ -18,14 +20,11 @@ this device in the dtype the harness trains in, measured by `peak_matmul_flops` 
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import gc
-import json
 import os
 import statistics
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -33,25 +32,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
-from torch import nn
 
-from harness.augment.vocabulary import _albumentations
-from harness.config import build_config, resolve
-from harness.errors import ConfigError, HarnessError
+from harness.analysis.bench_loops import HarnessLoop, NaiveLoop, sync
+from harness.config import Resolved, build_config, resolve
 from harness.inference.device import eval_batch_size, pick_device
-from harness.inference.scoring import Normalisation, forward_logits, score
+from harness.inference.scoring import Normalisation, score
 from harness.training.distributed import SINGLE
-from harness.training.loop import (
-    Budget,
-    Prepared,
-    _prepare_on_device,
-    compute_loss,
-    make_optimizer,
-    make_schedule,
-    train_one_epoch,
-)
+from harness.training.prepare import prepare_on_device
 
 # What the naive loop calls "the model's own work" is the same capability-flag dispatch as the harness:
 # deep supervision and instance-based models need it to produce a loss at all.
@@ -89,11 +77,6 @@ class Timing:
 
 # ---------------------------------------------------------------------------------------------------------
 # The device's peak and memory
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def peak_matmul_flops(device: torch.device, dtype: torch.dtype, seconds: float = 0.4) -> float:
@@ -169,134 +152,11 @@ def peak_memory(device: torch.device, base: int):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The naive reference loop, as a notebook writes it
-
-
-class NotebookDataset(torch.utils.data.Dataset):
-    """Per-sample albumentations and a float tensor per item, scaled to [0, 1]."""
-
-    def __init__(self, images: np.ndarray, masks: np.ndarray):
-        A, _ = _albumentations()
-        self.images, self.masks = images, masks
-        self.transform = A.Compose([A.HorizontalFlip(p=0.5)])
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.transform(image=self.images[index], mask=self.masks[index])
-        image = torch.from_numpy(out["image"].astype(np.float32) / 255.0).unsqueeze(0)
-        return image, torch.from_numpy(out["mask"].astype(np.int64))
-
-
-def _numpy_confusion(pred: np.ndarray, target: np.ndarray, k: int) -> np.ndarray:
-    return np.bincount(target.ravel() * k + pred.ravel(), minlength=k * k).reshape(k, k)
-
-
-class NaiveLoop:
-    """One model trained the notebook way; `epoch()` runs one pass over its loader and returns img/s."""
-
-    def __init__(self, resolved, model: nn.Module, loss_fn: nn.Module, images, masks, device, batch_size):
-        self.resolved, self.model, self.loss_fn, self.device = resolved, model.to(device), loss_fn, device
-        train = resolved.config.train
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
-        dataset = NotebookDataset(images.numpy(), masks.numpy())
-        self.loader = torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, shuffle=True, drop_last=True
-        )
-        self.k = resolved.config.data.num_classes
-        self.confusion = np.zeros((self.k, self.k), dtype=np.int64)
-
-    def epoch(self) -> float:
-        self.model.train()
-        seen, running, started = 0, 0.0, time.perf_counter()
-        for x, y in self.loader:
-            x, y = x.to(self.device), y.to(self.device)
-            loss = compute_loss(self.resolved, self.model, self.loss_fn, x, y, self.resolved.multiple)
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
-            running += loss.item()
-            if not self.resolved.arch.instance_based:  # in training it returns losses, not logits
-                with torch.no_grad():
-                    logits = forward_logits(self.model, x, self.resolved.multiple)
-                    logits = logits[-1] if isinstance(logits, list) else logits
-                pred = logits.argmax(1).cpu().numpy()
-                self.confusion += _numpy_confusion(pred, y.cpu().numpy(), self.k)
-            seen += len(x)
-        return seen / (time.perf_counter() - started)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The harness path
-
-
-class HarnessLoop:
-    """The training loop's own epoch function on a `Prepared` run, over its first `use_rows` images."""
-
-    def __init__(self, resolved, prep: Prepared):
-        self.resolved, self.full = resolved, prep
-        self.prep = prep
-        cfg = resolved.config.train
-        self.optimizer = make_optimizer(prep.model, cfg, prep.device)
-        self.budget = Budget(None)
-        per_epoch = max(len(prep.train_images) // cfg.batch_size, 1)
-        self.schedule = make_schedule(self.optimizer, cfg, per_epoch, self.budget)
-        self.net = torch.compile(prep.model) if cfg.compile else prep.model
-        self.epochs = 0
-
-    def use_rows(self, rows: int) -> None:
-        """Make an epoch the first `rows` training images (a whole number of batches)."""
-        full = self.full
-        self.prep = dataclasses.replace(
-            full,
-            train_images=full.train_images[:rows],
-            train_masks=full.train_masks[:rows],
-            train_strong=None if full.train_strong is None else full.train_strong[:rows],
-            train_distances=None if full.train_distances is None else full.train_distances[:rows],
-        )
-
-    def epoch(self) -> float:
-        self.epochs += 1
-        _, seen, seconds = train_one_epoch(
-            self.resolved, self.prep, self.net, self.optimizer, self.schedule, self.epochs, self.budget, None
-        )
-        return seen / seconds
-
-    def infer_img_s(self, batch_size: int, repeats: int, count: int = 512) -> float:
-        """Validation's own scoring (autocast, `batch_size` images per forward, metric on the device) of
-        `count` images, the validation split repeated as needed."""
-        prep, images = self.prep, self.prep.val_images
-        count = max(count, batch_size)
-        reps = -(-count // max(len(images), 1))
-        images = images.repeat(reps, 1, 1)[:count]
-        masks = prep.val_masks.repeat(reps, 1, 1)[:count]
-        kwargs = dict(
-            norm=prep.norm,
-            multiple=self.resolved.multiple,
-            num_classes=prep.data.num_classes,
-            ignore_index=self.resolved.config.data.ignore_index,
-            device=prep.device,
-            batch_size=batch_size,
-            amp_dtype=prep.amp_dtype,
-        )
-        images, masks = images.to(prep.device), masks.to(prep.device)
-        score(self.net, images, masks, **kwargs)  # warm-up
-        timing = []
-        for _ in range(repeats):
-            sync(prep.device)
-            started = time.perf_counter()
-            score(self.net, images, masks, **kwargs)
-            sync(prep.device)
-            timing.append(len(images) / (time.perf_counter() - started))
-        return statistics.median(timing)
-
-
-# ---------------------------------------------------------------------------------------------------------
 # One architecture, then all
 
 
-def _resolved(arch: str, settings: BenchSettings, registry):
+def bench_config(arch: str, settings: BenchSettings, registry) -> Resolved:
+    """The harness configuration of `arch` under the benchmark's settings, checked against the plugins."""
     assignments = [
         f"arch.name={arch}",
         f"data.source={settings.data}",
@@ -314,11 +174,11 @@ def bench_arch(
     arch: str, settings: BenchSettings, registry, on_step: Callable[[str], None]
 ) -> dict[str, Any]:
     """Both loops on one architecture; the row of the table (and of the JSON output)."""
-    resolved = _resolved(arch, settings, registry)
+    resolved = bench_config(arch, settings, registry)
     device = pick_device(resolved.config.train.device)
     gc.collect()
     memory_before = memory_in_use(device)  # the peak is reported above this: data, model, activations
-    prep = _prepare_on_device(resolved, SINGLE)
+    prep = prepare_on_device(resolved, SINGLE)
     batch = settings.batch_size
     rows = batch * settings.steps
     if len(prep.train_images) < rows:
@@ -402,7 +262,7 @@ def run_bench(settings: BenchSettings, registry, on_step: Callable[[str], None] 
         row["peak_tflops"] = peak / 1e12
         rows.append(row)
     return {
-        "device": _device_name(settings),
+        "device": device_name(settings),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "settings": dataclasses.asdict(settings),
@@ -423,8 +283,10 @@ def parity_seed(arch: str, seed: int, epochs: int, settings: BenchSettings, regi
     (bf16 autocast, channels_last, on-device data and augmentation, fused AdamW, no per-step sync).
     """
     extra = ("train.warmup_epochs=0", "train.grad_clip=null", "augment.preset=flips", f"seed={seed}")
-    resolved = _resolved(arch, dataclasses.replace(settings, settings=(*settings.settings, *extra)), registry)
-    prep = _prepare_on_device(resolved, SINGLE)
+    resolved = bench_config(
+        arch, dataclasses.replace(settings, settings=(*settings.settings, *extra)), registry
+    )
+    prep = prepare_on_device(resolved, SINGLE)
     cfg = resolved.config
     naive = NaiveLoop(
         resolved,
@@ -485,175 +347,9 @@ def _std(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def _device_name(settings: BenchSettings) -> str:
+def device_name(settings: BenchSettings) -> str:
+    """The device the benchmark runs on, in words (the GPU's name, or the CPU and its threads)."""
     device = pick_device(settings.device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{device.type} ({torch.get_num_threads()} threads)"
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Command line
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    from harness.cli.app import add_set_option
-
-    p.add_argument("--arch", help=f"comma-separated architectures (default {','.join(DEFAULT_ARCHS)})")
-    p.add_argument("--data", default="synthetic", help="dataset name or AN2DL .npz path (default synthetic)")
-    p.add_argument("--limit", type=int, help="use only the first N images of the data")
-    p.add_argument("--batch-size", type=int, default=32, help="training batch size of both loops (32)")
-    p.add_argument("--steps", type=int, default=12, help="timed optimizer steps per repeat (12)")
-    p.add_argument("--warmup-steps", type=int, default=3, help="untimed steps before timing (3)")
-    p.add_argument("--repeats", type=int, default=3, help="repeats of each loop, alternating (3)")
-    p.add_argument(
-        "--infer-batch",
-        type=int,
-        help="inference batch size (default: the validation batch, 32 CPU / 512 CUDA)",
-    )
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
-    p.add_argument("--compile", action="store_true", help="torch.compile the harness model (time reported)")
-    add_set_option(p, "a config override for the harness path, e.g. --set augment.preset=standard")
-    p.add_argument(
-        "--parity",
-        action="store_true",
-        help="instead of speed: train both loops --epochs epochs for --seeds seeds and compare val mIoU",
-    )
-    p.add_argument("--seeds", type=int, default=3, help="--parity: seeds 0..N-1 (3)")
-    p.add_argument("--epochs", type=int, default=3, help="--parity: epochs of each loop per seed (3)")
-    p.add_argument("--format", choices=("table", "json"), default="table", help="output format")
-    p.add_argument("--out", metavar="FILE.json", help="also write the JSON result to this file")
-
-
-def settings_from_args(args: argparse.Namespace) -> BenchSettings:
-    for name in ("batch_size", "steps", "repeats", "infer_batch", "seeds", "epochs", "limit"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.warmup_steps < 0:
-        raise ConfigError(f"--warmup-steps must be >= 0, got {args.warmup_steps}")
-    archs = tuple(a.strip() for a in args.arch.split(",") if a.strip()) if args.arch else DEFAULT_ARCHS
-    if not archs:
-        raise ConfigError("--arch names no architecture")
-    return BenchSettings(
-        archs=archs,
-        data=args.data,
-        limit=args.limit,
-        batch_size=args.batch_size,
-        steps=args.steps,
-        warmup_steps=args.warmup_steps,
-        repeats=args.repeats,
-        infer_batch=args.infer_batch,
-        device=args.device,
-        compile=args.compile,
-        settings=tuple(args.settings),
-    )
-
-
-def _fmt_rate(row: dict, key: str) -> str:
-    return f"{row[key]:.0f} [{row[key + '_min']:.0f}-{row[key + '_max']:.0f}]"
-
-
-def print_table(result: dict) -> None:
-    from rich.table import Table
-
-    from harness.cli.commands import _wide_console
-
-    peaks = ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in result["peak_tflops"].items())
-    table = Table(title=f"harness bench on {result['device']}: peak matmul {peaks}", title_justify="left")
-    for name in ("arch", "naive img/s", "harness img/s", "speedup", "infer img/s", "MFU", "params (M)"):
-        table.add_column(name, justify="left" if name == "arch" else "right")
-    table.add_column("GFLOPs/img", justify="right")
-    table.add_column("peak mem (MB)", justify="right")
-    if result["settings"]["compile"]:
-        table.add_column("compile (s)", justify="right")
-    for row in result["architectures"].values():
-        cells = [
-            row["arch"],
-            _fmt_rate(row, "naive_img_s"),
-            _fmt_rate(row, "harness_img_s"),
-            f"{row['speedup']:.2f}x",
-            f"{row['infer_img_s']:.0f}",
-            "-" if row["mfu"] is None else f"{100 * row['mfu']:.1f}%",
-            f"{row['params'] / 1e6:.2f}",
-            "-" if row["gflops"] is None else f"{row['gflops']:.2f}",
-            "-" if row["peak_mem_mb"] is None else f"{row['peak_mem_mb']:.0f}",
-        ]
-        if result["settings"]["compile"]:
-            cells.append(f"{row['compile_s']:.1f}")
-        table.add_row(*cells)
-    console = _wide_console()
-    console.print(table)
-    s = result["settings"]
-    console.print(
-        f"batch {s['batch_size']}, {s['steps']} timed steps x {s['repeats']} repeats per loop (median "
-        f"\\[min-max]), data {s['data']}; MFU = harness img/s x 3 x GFLOPs/img / peak matmul FLOP/s"
-    )
-
-
-def command(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from harness.cli.commands import _registry
-
-    settings = settings_from_args(args)
-    registry = _registry(args)
-    err = Console(stderr=True, highlight=False)
-
-    def work(on_step):
-        if not args.parity:
-            return run_bench(settings, registry, on_step)
-        parity = [
-            run_parity(arch, args.seeds, args.epochs, settings, registry, on_step) for arch in settings.archs
-        ]
-        return {"device": _device_name(settings), "settings": dataclasses.asdict(settings), "parity": parity}
-
-    if err.is_terminal and args.format == "table":
-        with err.status("benchmarking") as status:
-            result = work(lambda text: status.update(text))
-    else:
-        result = work(lambda text: None)
-    text = json.dumps(result, indent=2, allow_nan=False, default=str)
-    if args.out:
-        try:
-            with open(args.out, "w") as handle:
-                handle.write(text + "\n")
-        except OSError as exc:
-            raise HarnessError(f"{args.out}: cannot write: {exc.strerror}") from None
-    if args.format == "json":
-        sys.stdout.write(text + "\n")
-    elif args.parity:
-        print_parity(result)
-    else:
-        print_table(result)
-    return 0
-
-
-def print_parity(result: dict) -> None:
-    from rich.table import Table
-
-    from harness.cli.commands import _wide_console
-
-    table = Table(
-        title=f"accuracy parity on {result['device']}: val mIoU after the same epochs", title_justify="left"
-    )
-    for name in ("arch", "epochs", "seed", "naive mIoU", "harness mIoU"):
-        table.add_column(name, justify="left" if name == "arch" else "right")
-    for block in result["parity"]:
-        for row in block["seeds"]:
-            table.add_row(
-                block["arch"],
-                str(block["epochs"]),
-                str(row["seed"]),
-                f"{row['naive_miou']:.4f}",
-                f"{row['harness_miou']:.4f}",
-            )
-        verdict = "within one std" if block["within_one_std"] else "NOT within one std"
-        table.add_row(
-            block["arch"],
-            str(block["epochs"]),
-            "mean ± std",
-            f"{block['naive_mean']:.4f} ± {block['naive_std']:.4f}",
-            f"{block['harness_mean']:.4f} ± {block['harness_std']:.4f} ({verdict})",
-            end_section=True,
-        )
-    _wide_console().print(table)

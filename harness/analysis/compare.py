@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.store.runs import RunStore
-from harness.training.loop import PER_IMAGE_NAME
+from harness.store import RunStore
+from harness.training.checkpoints import PER_IMAGE_NAME
 
 METRICS = ("an2dl", "fg")
 DEFAULT_RESAMPLES = 2000

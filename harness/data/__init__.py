@@ -1,4 +1,7 @@
-"""Datasets: the AN2DL npz loader and its checks, splits, inspection and contact sheets."""
+"""Datasets: the AN2DL npz loader and its checks, the synthetic generator, splits, inspection, contact sheets.
+
+`from harness.data import SegmentationData, load_npz, CLASS_NAMES` reaches the names most callers need.
+"""
 
 from harness.data.dataset import CLASS_NAMES, SegmentationData, load_npz
 

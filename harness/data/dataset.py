@@ -1,6 +1,7 @@
-"""Datasets: the AN2DL npz loader, a synthetic Mars-like generator, the train/val split and augmentation.
+"""The dataset type and the AN2DL npz loader: `SegmentationData`, the class names, `load_npz` and its checks.
 
-Every image set is held as (N, H, W) uint8 tensors: one grayscale channel, masks of class ids.
+Every image set is held as (N, H, W) uint8 tensors: one grayscale channel, masks of class ids. The
+synthetic generator lives in `harness.data.synthetic`, the train/validation split in `harness.data.splits`.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class SegmentationData:
             num_classes=self.num_classes,
             class_names=self.class_names,
             source=self.source,
-            dataset_id=_content_id(images.numpy(), masks.numpy()),
+            dataset_id=content_id(images.numpy(), masks.numpy()),
         )
 
     def __len__(self) -> int:
@@ -69,7 +70,8 @@ def class_names_for(num_classes: int) -> tuple[str, ...]:
     return (CLASS_NAMES + extra)[:num_classes]
 
 
-def _content_id(images: np.ndarray, masks: np.ndarray) -> str:
+def content_id(images: np.ndarray, masks: np.ndarray) -> str:
+    """A short digest of the rows held: equal content, and only that, gives an equal id."""
     digest = hashlib.sha256()
     digest.update(np.ascontiguousarray(images))
     digest.update(np.ascontiguousarray(masks))
@@ -118,7 +120,7 @@ def load_npz(path: str | Path, num_classes: int = 5) -> SegmentationData:
         num_classes=num_classes,
         class_names=class_names_for(num_classes),
         source=str(path),
-        dataset_id=_content_id(images, masks),
+        dataset_id=content_id(images, masks),
     )
 
 
@@ -269,239 +271,3 @@ def _fmt(value: np.generic) -> str:
     if isinstance(number, float) and number.is_integer():
         return str(int(number))
     return f"{number:g}" if isinstance(number, float) else str(number)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Synthetic Mars-like terrain
-
-# Pixels generated per batch: bounds the float32 temporaries to tens of MB whatever the image size.
-_SYNTH_PIXELS_PER_BATCH = 4_000_000
-
-
-def synthetic(
-    n: int = 512, test_n: int = 64, height: int = 64, width: int = 128, seed: int = 0, num_classes: int = 5
-) -> SegmentationData:
-    """Deterministic Mars-like terrain: sky/hardware background, soil/bedrock/sand regions, sparse big rocks.
-
-    Each class has its own brightness and texture so a small network can learn it; `test_n` more images
-    from the same process go to `test_images` (None when 0). Supports 2..5 classes: fewer drop the last.
-    """
-    if n < 1 or test_n < 0 or height < 8 or width < 8 or seed < 0:
-        raise ConfigError(
-            f"synthetic data needs n >= 1, test_n >= 0, height and width >= 8 and seed >= 0; "
-            f"got n={n}, test_n={test_n}, height={height}, width={width}, seed={seed}"
-        )
-    if not 2 <= num_classes <= len(CLASS_NAMES):
-        raise ConfigError(
-            f"synthetic data has 2 to {len(CLASS_NAMES)} classes, got num_classes={num_classes}"
-        )
-    rng = np.random.default_rng(seed)
-    total = n + test_n
-    images = np.empty((total, height, width), np.uint8)
-    masks = np.empty((total, height, width), np.uint8)
-    batch = max(1, _SYNTH_PIXELS_PER_BATCH // (height * width))
-    for start in range(0, total, batch):
-        stop = min(total, start + batch)
-        images[start:stop], masks[start:stop] = _synth_batch(rng, stop - start, height, width, num_classes)
-    train_images, train_masks = images[:n], masks[:n]
-    return SegmentationData(
-        images=torch.from_numpy(train_images),
-        masks=torch.from_numpy(train_masks),
-        test_images=torch.from_numpy(images[n:].copy()) if test_n else None,
-        num_classes=num_classes,
-        class_names=CLASS_NAMES[:num_classes],
-        source=f"synthetic(n={n}, test_n={test_n}, height={height}, width={width}, seed={seed}, "
-        f"num_classes={num_classes})",
-        dataset_id=_content_id(train_images, train_masks),
-    )
-
-
-def _synth_batch(rng: np.random.Generator, n: int, h: int, w: int, classes: int) -> tuple[np.ndarray, ...]:
-    grain = rng.standard_normal((n, h, w), dtype=np.float32)
-    image, label = _synth_terrain(rng, grain, min(3, classes - 1))
-    if classes >= 5:
-        _draw_rocks(rng, image, label, grain)
-    _draw_sky(rng, image, label, grain)
-    _draw_hardware(rng, image, label, grain)
-    # Exposure varies between frames; this keeps brightness alone from giving the class away.
-    gain = rng.uniform(0.88, 1.12, (n, 1, 1)).astype(np.float32)
-    offset = rng.normal(0.0, 5.0, (n, 1, 1)).astype(np.float32)
-    image = image * gain + offset
-    return np.rint(np.clip(image, 0, 255)).astype(np.uint8), label
-
-
-def _synth_terrain(rng: np.random.Generator, grain: np.ndarray, kinds: int) -> tuple[np.ndarray, np.ndarray]:
-    n, h, w = grain.shape
-    # The argmax of a few smooth random fields cuts the ground into blob-like regions; a per-image bias
-    # lets some frames be dominated by one terrain type, as rover frames often are.
-    fields = _smooth_noise(rng, (n, kinds), h, w, max(1, h // 24), max(1, w // 24))
-    fields += rng.normal(0.0, 0.5, (n, kinds, 1, 1)).astype(np.float32)
-    label = (1 + fields.argmax(axis=1)).astype(np.uint8)
-
-    soil = 118 + 15 * grain
-    blotches = _smooth_noise(rng, (n,), h, w, max(1, h // 8), max(1, w // 8))
-    cracks = np.abs(_smooth_noise(rng, (n,), h, w, max(1, h // 12), max(1, w // 12))) < 0.07
-    bedrock = 160 + 26 * blotches + 7 * grain - 55 * cracks
-    sand = 86 + 9 * _ripples(rng, n, h, w) + 3 * grain
-    image = np.where(label == 1, soil, np.where(label == 2, bedrock, sand))
-    return image.astype(np.float32), label
-
-
-def _ripples(rng: np.random.Generator, n: int, h: int, w: int) -> np.ndarray:
-    angle = rng.uniform(-0.6, 0.6, (n, 1, 1)).astype(np.float32)
-    wavenumber = (2 * np.pi / rng.uniform(5.0, 9.0, (n, 1, 1))).astype(np.float32)
-    phase = rng.uniform(0.0, 2 * np.pi, (n, 1, 1)).astype(np.float32)
-    rows, cols = _pixel_grid(h, w)
-    return np.sin((cols * np.cos(angle) + rows * np.sin(angle)) * wavenumber + phase)
-
-
-def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    rows = np.arange(h, dtype=np.float32)[None, :, None]
-    return rows, np.arange(w, dtype=np.float32)[None, None, :]
-
-
-def _draw_rocks(rng: np.random.Generator, image: np.ndarray, label: np.ndarray, grain: np.ndarray) -> None:
-    n, h, w = image.shape
-    slots = 3
-    count = np.where(rng.random(n) < 0.3, rng.integers(1, slots + 1, n), 0)
-    centre_y = rng.uniform(0.25, 0.97, (n, slots)) * h
-    centre_x = rng.uniform(0.0, 1.0, (n, slots)) * w
-    # Perspective: rocks near the bottom of the frame are closer, hence larger.
-    radius = rng.uniform(2.5, 6.0, (n, slots)) * (0.5 + 0.7 * centre_y / h) * (h / 64) ** 0.5
-    height = radius * rng.uniform(0.55, 1.0, (n, slots))
-    light = rng.uniform(0.0, 2 * np.pi, (n, 1, 1))
-    light_x, light_y = np.cos(light).astype(np.float32), np.sin(light).astype(np.float32)
-    rows, cols = _pixel_grid(h, w)
-    for k in range(slots):
-        dx = (cols - _per_image(centre_x[:, k])) / _per_image(radius[:, k])
-        dy = (rows - _per_image(centre_y[:, k])) / _per_image(height[:, k])
-        dist2 = dx * dx + dy * dy
-        active = (count > k)[:, None, None]
-        # Cosine between the pixel's offset and the light: the lit side is bright, the far side in shadow.
-        shade = np.clip((dx * light_x + dy * light_y) / np.sqrt(np.maximum(dist2, 1e-6)), -1, 1)
-        cast = active & (dist2 >= 1) & (dist2 < 2.5) & (shade < -0.3)
-        inside = active & (dist2 < 1)
-        image[cast] *= 0.55
-        image[inside] = (155 + 70 * shade + 6 * grain)[inside]
-        label[inside] = 4
-
-
-def _per_image(values: np.ndarray) -> np.ndarray:
-    return values.astype(np.float32)[:, None, None]
-
-
-def _draw_sky(rng: np.random.Generator, image: np.ndarray, label: np.ndarray, grain: np.ndarray) -> None:
-    n, h, w = image.shape
-    has_sky = rng.random(n) < 0.4
-    base = rng.uniform(0.1, 0.35, n) * h
-    horizon = base[:, None] + 0.04 * h * _smooth_noise(rng, (n,), 1, w, 1, 6)[:, 0, :]
-    rows = np.arange(h)[None, :, None]
-    sky = has_sky[:, None, None] & (rows < horizon[:, None, :])
-    # Mars sky is bright, nearly flat and brightens towards the horizon.
-    glow = rng.uniform(175.0, 205.0, (n, 1, 1)) + 25 * rows / h + 1.5 * grain
-    image[sky] = glow[sky]
-    label[sky] = 0
-
-
-def _draw_hardware(rng: np.random.Generator, image: np.ndarray, label: np.ndarray, grain: np.ndarray) -> None:
-    n, h, w = image.shape
-    has_part = rng.random(n) < 0.25
-    left = rng.random(n) < 0.5
-    top, slope = rng.uniform(0.55, 0.85, (n, 1, 1)), rng.uniform(0.2, 0.9, (n, 1, 1))
-    y, x = np.linspace(0, 1, h)[None, :, None], np.linspace(0, 1, w)[None, None, :]
-    across = np.where(left[:, None, None], x, 1 - x)
-    part = has_part[:, None, None] & (y > top + slope * across)
-    period = rng.integers(6, 12, (n, 1, 1))
-    # Dark metal with bright machined edges: a striped pattern no terrain class has.
-    stripes = (np.arange(h)[None, :, None] % period) < 2
-    metal = 40 + 75 * stripes + 4 * grain
-    image[part] = metal[part]
-    label[part] = 0
-
-
-def _smooth_noise(
-    rng: np.random.Generator, lead: tuple[int, ...], h: int, w: int, cy: int, cx: int
-) -> np.ndarray:
-    """Low-frequency noise: a (cy+1)x(cx+1) random grid per field, upsampled with smoothstep weights."""
-    grid = rng.standard_normal((*lead, cy + 1, cx + 1), dtype=np.float32)
-    y0, fy = _interp_weights(h, cy)
-    x0, fx = _interp_weights(w, cx)
-    # Element-wise interpolation (no BLAS) keeps the output bit-identical across machines and threads.
-    along_y = grid[..., y0, :] * (1 - fy)[:, None] + grid[..., y0 + 1, :] * fy[:, None]
-    return along_y[..., x0] * (1 - fx) + along_y[..., x0 + 1] * fx
-
-
-def _interp_weights(size: int, cells: int) -> tuple[np.ndarray, np.ndarray]:
-    position = np.linspace(0.0, cells, size, dtype=np.float32)
-    left = np.minimum(np.floor(position).astype(np.intp), cells - 1)
-    frac = position - left
-    return left, (frac * frac * (3 - 2 * frac)).astype(np.float32)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Split, augmentation, summary
-
-
-def class_presence(masks: torch.Tensor | np.ndarray, num_classes: int) -> np.ndarray:
-    """(N, num_classes) bool: whether each image contains each class."""
-    flat = _as_numpy(masks).reshape(len(masks), -1)
-    # One pass per class over uint8 data beats a bincount, which would widen 85M pixels to int64.
-    return np.stack([(flat == c).any(axis=1) for c in range(num_classes)], axis=1)
-
-
-def split(
-    masks: torch.Tensor, val_fraction: float, seed: int, num_classes: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded train/validation split as two sorted int64 index tensors, disjoint and covering all rows.
-
-    Images containing the rarest foreground class (present in the fewest images) go to both parts in about
-    the val_fraction ratio; the rest is split at random. Validation gets max(1, round(val_fraction * N)).
-    """
-    total = len(masks)
-    if total < 2:
-        raise DataError(f"a train/validation split needs at least 2 images, the dataset has {total}")
-    if not 0 < val_fraction < 1:
-        raise DataError(f"val_fraction must be strictly between 0 and 1, got {val_fraction}")
-    n_val = min(total - 1, max(1, round(val_fraction * total)))
-    presence = class_presence(masks, num_classes)[:, 1:]
-    images_per_class = presence.sum(axis=0)
-    candidates = np.flatnonzero(images_per_class > 0)
-    rare = np.zeros(total, dtype=bool)
-    if len(candidates):
-        rare = presence[:, candidates[np.argmin(images_per_class[candidates])]]
-    rare_rows, other_rows = np.flatnonzero(rare), np.flatnonzero(~rare)
-    rng = np.random.default_rng(seed)
-    # A lone rare image stays in training, where the model can at least learn from it.
-    k_rare = 0
-    if len(rare_rows) >= 2:
-        k_rare = min(n_val, max(1, min(len(rare_rows) - 1, round(val_fraction * len(rare_rows)))))
-    # When the non-rare rows cannot fill validation, the shortfall comes from the rare rows.
-    k_rare = max(k_rare, n_val - len(other_rows))
-    val = np.concatenate([rng.permutation(rare_rows)[:k_rare], rng.permutation(other_rows)[: n_val - k_rare]])
-    is_val = np.zeros(total, dtype=bool)
-    is_val[val] = True
-    return torch.from_numpy(np.flatnonzero(~is_val)), torch.from_numpy(np.flatnonzero(is_val))
-
-
-def describe(data: SegmentationData) -> dict:
-    """Counts: images, test images, H, W, per-class pixel share and images holding each class."""
-    masks = data.masks.numpy()
-    pixels = max(1, masks.size)
-    presence = class_presence(masks, data.num_classes)
-    return {
-        "source": data.source,
-        "dataset_id": data.dataset_id,
-        "images": len(data),
-        "test_images": 0 if data.test_images is None else int(data.test_images.shape[0]),
-        "height": int(masks.shape[1]),
-        "width": int(masks.shape[2]),
-        "num_classes": data.num_classes,
-        "pixel_share": {
-            name: int(np.count_nonzero(masks == c)) / pixels for c, name in enumerate(data.class_names)
-        },
-        "images_with_class": {name: int(presence[:, c].sum()) for c, name in enumerate(data.class_names)},
-    }
-
-
-def _as_numpy(array: torch.Tensor | np.ndarray) -> np.ndarray:
-    return array.cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)

@@ -1,4 +1,5 @@
-"""Dataset inspection: class statistics, masks shared by several images and the "alien" outliers among them.
+"""Dataset inspection: summary counts, class statistics, masks shared by several images and the "alien"
+outliers among them.
 
 The AN2DL Mars set is known to hold about a hundred unrelated images that all carry one and the same
 non-uniform mask: labels pasted onto the wrong pictures. Masks shared by many images are otherwise
@@ -16,6 +17,7 @@ import hashlib
 import numpy as np
 
 from harness.data.dataset import SegmentationData
+from harness.data.splits import class_presence
 from harness.errors import ConfigError, DataError
 
 # Eight bytes keep the hash short enough for a terminal table; a collision among ~10^4 masks has
@@ -144,3 +146,23 @@ def clean(data: SegmentationData, report: dict) -> SegmentationData:
     if not keep.any():
         raise DataError(f"all {len(data)} images are outliers; nothing would be left to train on")
     return data.subset(keep)
+
+
+def describe(data: SegmentationData) -> dict:
+    """Counts: images, test images, H, W, per-class pixel share and images holding each class."""
+    masks = data.masks.numpy()
+    pixels = max(1, masks.size)
+    presence = class_presence(masks, data.num_classes)
+    return {
+        "source": data.source,
+        "dataset_id": data.dataset_id,
+        "images": len(data),
+        "test_images": 0 if data.test_images is None else int(data.test_images.shape[0]),
+        "height": int(masks.shape[1]),
+        "width": int(masks.shape[2]),
+        "num_classes": data.num_classes,
+        "pixel_share": {
+            name: int(np.count_nonzero(masks == c)) / pixels for c, name in enumerate(data.class_names)
+        },
+        "images_with_class": {name: int(presence[:, c].sum()) for c, name in enumerate(data.class_names)},
+    }

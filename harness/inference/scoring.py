@@ -3,21 +3,16 @@ ignored class, and score with the one metric in `harness.inference.metrics`."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.errors import HarnessError
 from harness.inference.metrics import ConfusionMatrix, per_image_confusion
-
-CHECKPOINT_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -151,50 +146,3 @@ def score(
     mean_loss = float(loss_sum) / max(len(images), 1) if loss_fn is not None else None
     stacked = torch.cat(images_confusion) if images_confusion else None
     return matrix.compute(), mean_loss, stacked
-
-
-class CheckpointError(HarnessError):
-    """A checkpoint file is missing, truncated, corrupted or not a harness checkpoint."""
-
-
-def save_checkpoint(path: Path, model: nn.Module, **meta: Any) -> None:
-    """Weights plus plain-data metadata (config, normalisation, epoch, metrics): loadable weights_only.
-
-    Atomic: written to a temporary file, flushed to disk, then renamed over `path`, so a crash or a kill
-    at any moment leaves either the previous checkpoint or the new one, never a half-written file.
-    """
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save({"format": CHECKPOINT_FORMAT, "state_dict": state, **meta}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint dict, loaded with weights_only=True (no pickled code is ever executed).
-
-    A missing, truncated, corrupted or foreign file raises `CheckpointError` naming it.
-    """
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found (did the run stop before its first epoch?)")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # RuntimeError, UnpicklingError, EOFError...: it depends on the damage
-        raise CheckpointError(f"{path}: not a readable checkpoint ({_load_failure(exc)})") from None
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
-        raise CheckpointError(f"{path}: not a harness checkpoint (no state_dict)")
-    return checkpoint
-
-
-def _load_failure(exc: Exception) -> str:
-    text = str(exc).strip()
-    if "weights only load failed" in text.lower():
-        return "it holds pickled objects beyond tensors and plain data; they were refused, not loaded"
-    first = (text.splitlines() or [""])[0][:120]
-    return f"truncated or corrupted: {type(exc).__name__}{': ' + first if first else ''}"

@@ -4,197 +4,32 @@ Each write is its own committed transaction, so a process killed mid-run leaves 
 row keeps its last status ('running' if it never got to ``finish_run``) and every epoch logged so far.
 
 A running run proves it is alive through its heartbeat (refreshed at every epoch and by a ``Heartbeat``
-thread) and names its process (``owner``); a later writer marks 'interrupted' the running runs whose
-heartbeat is older than the lease, or whose process on this machine is gone (``reap_stale``).
-Writers take the write lock up front (BEGIN IMMEDIATE) and retry with backoff when another process holds
-it longer than the busy timeout, so two sweeps can share one store.
+thread, `harness.store.heartbeat`) and names its process (``owner``); a later writer marks 'interrupted'
+the running runs whose heartbeat is older than the lease, or whose process on this machine is gone
+(``reap_stale``). Writers take the write lock up front (BEGIN IMMEDIATE) and retry with backoff when
+another process holds it longer than the busy timeout, so two sweeps can share one store. The schema and
+its migrations are in `harness.store.schema`, the store's location in `harness.store.paths`.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-import math
-import numbers
-import os
 import random
-import socket
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-from harness.errors import HarnessError
+from harness.store.errors import RunClaimed, RunNotFound, StoreError, StoreNotFound, StoreNotInitialised
+from harness.store.heartbeat import BEAT, ago, lease_seconds, presumed_dead, process_owner, utc_now
+from harness.store.schema import MIGRATIONS, SCHEMA_VERSION, clean, dumps, run_dict
 
-DEFAULT_STORE = "runs/harness.sqlite"
-STORE_ENV = "HARNESS_STORE"
-SCHEMA_VERSION = 2
 FINAL_STATUSES = frozenset({"finished", "failed", "interrupted", "diverged"})
-HEARTBEAT_ENV = "HARNESS_HEARTBEAT_SECONDS"  # how often a running run refreshes its heartbeat (default 30)
-LEASE_ENV = "HARNESS_LEASE_SECONDS"  # how old a heartbeat may get before its run counts as dead (default 3x)
-DEFAULT_HEARTBEAT_SECONDS = 30.0
 # Writes retry "database is locked" (another writer held the lock past the busy timeout) this long in all.
 WRITE_RETRY_SECONDS = 120.0
-
-_JSON_COLUMNS = ("config", "metrics", "class_names")
-_RUN_KEYS = [
-    "run_id",
-    "created",
-    "status",
-    "config",
-    "config_hash",
-    "seed",
-    "arch",
-    "loss",
-    "balancer",
-    "dataset_id",
-    "device",
-    "torch_version",
-    "params",
-    "gflops",
-    "epochs",
-    "best_epoch",
-    "wall_time",
-    "train_img_s",
-    "metrics",
-    "error",
-    "checkpoint",
-    "class_names",
-    "heartbeat",
-    "owner",
-]
 _FILTERS = ("arch", "loss", "balancer", "status")
-_BEAT = "UPDATE runs SET heartbeat = ? WHERE run_id = ? AND status = 'running'"
-
-_SCHEMA_V1 = """
-CREATE TABLE runs (
-    run_id TEXT PRIMARY KEY,
-    created TEXT NOT NULL,
-    status TEXT NOT NULL,
-    config TEXT NOT NULL,
-    config_hash TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    arch TEXT NOT NULL,
-    loss TEXT NOT NULL,
-    balancer TEXT NOT NULL,
-    dataset_id TEXT NOT NULL,
-    device TEXT NOT NULL,
-    torch_version TEXT NOT NULL,
-    params INTEGER,
-    gflops REAL,
-    class_names TEXT NOT NULL,
-    epochs INTEGER,
-    best_epoch INTEGER,
-    wall_time REAL,
-    train_img_s REAL,
-    miou_an2dl REAL,
-    miou_fg REAL,
-    metrics TEXT,
-    error TEXT,
-    checkpoint TEXT
-);
-CREATE INDEX runs_created ON runs (created);
-CREATE INDEX runs_hash_seed ON runs (config_hash, seed);
-CREATE TABLE epochs (
-    run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
-    epoch INTEGER NOT NULL,
-    "values" TEXT NOT NULL,
-    PRIMARY KEY (run_id, epoch)
-);
-"""
-
-# version reached -> script that brings a store from the previous version to it; a later schema change adds
-# an entry here and bumps SCHEMA_VERSION, and old stores are upgraded the first time they are opened.
-_MIGRATIONS: dict[int, str] = {
-    1: _SCHEMA_V1,
-    # ISO UTC time of the last sign of life of a running run, and the process training it as
-    # host/pid-namespace/pid (both NULL for runs recorded before version 2).
-    2: "ALTER TABLE runs ADD COLUMN heartbeat TEXT; ALTER TABLE runs ADD COLUMN owner TEXT",
-}
-
-
-class StoreNotFound(HarnessError):
-    """The run store file does not exist (readers never create one)."""
-
-
-class StoreError(HarnessError):
-    """The file is not a run store this version can use, or a write was refused."""
-
-
-class RunNotFound(HarnessError):
-    """No run has the given id, or the id prefix matches more than one run."""
-
-
-class StoreNotInitialised(StoreError):
-    """The file exists but holds no run store yet (empty, or another process is creating it now)."""
-
-
-class RunClaimed(StoreError):
-    """An exclusive start found the same configuration and seed finished or running in another process."""
-
-
-def _seconds_from_env(name: str, default: float) -> float:
-    text = os.environ.get(name)
-    if text in (None, ""):
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise StoreError(f"${name} must be a positive number of seconds, got {text!r}")
-    return value
-
-
-def heartbeat_seconds() -> float:
-    """How often a running run refreshes its heartbeat: ``$HARNESS_HEARTBEAT_SECONDS`` or 30."""
-    return _seconds_from_env(HEARTBEAT_ENV, DEFAULT_HEARTBEAT_SECONDS)
-
-
-def lease_seconds() -> float:
-    """How old a heartbeat may be before its run is presumed dead: ``$HARNESS_LEASE_SECONDS`` or 3 beats."""
-    return _seconds_from_env(LEASE_ENV, 3 * heartbeat_seconds())
-
-
-def _owner() -> str:
-    """This process as host/pid-namespace/pid: a pid means something only within its own namespace."""
-    try:
-        namespace = os.readlink("/proc/self/ns/pid")
-    except OSError:
-        namespace = ""
-    return f"{socket.gethostname()}/{namespace}/{os.getpid()}"
-
-
-def _process_gone(owner: str | None) -> bool:
-    """Whether ``owner`` is a process of this machine (and pid namespace) that no longer exists."""
-    if not owner or os.name != "posix":  # on Windows os.kill(pid, 0) would terminate the process
-        return False
-    host_ns, _, pid = owner.rpartition("/")
-    if host_ns != _owner().rpartition("/")[0] or not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # e.g. another user's process: it exists
-        return False
-    return False
-
-
-def presumed_dead(run: dict, lease: float | None = None) -> str | None:
-    """Why a 'running' run cannot still be training (its process is gone, or its heartbeat is older than
-    ``lease`` seconds), or None while it may be alive."""
-    beat = run.get("heartbeat") or run["created"]
-    if _process_gone(run.get("owner")):
-        pid = run["owner"].rpartition("/")[2]
-        return f"its process (pid {pid} on this machine) ended without recording a status (killed?)"
-    if beat < _ago(lease_seconds() if lease is None else lease):
-        return f"heartbeat went stale (last {beat}): its process was killed or its machine stopped"
-    return None
 
 
 def _locked(exc: sqlite3.OperationalError) -> bool:
@@ -216,60 +51,6 @@ def _retrying(action, what: str):
                 raise StoreError(f"{what}: {exc} (another process kept it locked)") from exc
         time.sleep(delay * (0.5 + random.random()))
         delay = min(delay * 2, 2.0)
-
-
-SQLITE_URL = "sqlite:///"
-
-
-def resolve_store_path(path: str | Path | None = None) -> Path:
-    """Pick the store file: an explicit ``path`` wins, then ``$HARNESS_STORE``, then ``DEFAULT_STORE``.
-
-    A store may be given as a path or as a URL ``sqlite:///relative/path`` or ``sqlite:////absolute/path``
-    (SQLAlchemy's spelling, so one setting reads the same everywhere); other schemes are refused.
-    """
-    chosen = path if path not in (None, "") else os.environ.get(STORE_ENV) or DEFAULT_STORE
-    text = str(chosen)
-    if text.startswith(SQLITE_URL):
-        text = text[len(SQLITE_URL) :]
-        if not text:
-            raise StoreError(f"store URL {chosen!r} names no file: use sqlite:///path/to/harness.sqlite")
-    elif "://" in text:
-        scheme = text.split("://", 1)[0]
-        raise StoreError(
-            f"store URL scheme '{scheme}' is not supported: the run store is SQLite "
-            "(a path or sqlite:///path)"
-        )
-    return Path(text).expanduser()
-
-
-def _utc_now() -> str:
-    # Microseconds keep "newest first" ordering meaningful for runs started in the same second.
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def _clean(value: Any) -> Any:
-    """Plain-Python copy of ``value`` with NaN/inf as None, so stored JSON stays standard and sorts sanely.
-
-    numpy scalars (which sqlite cannot bind and json cannot encode) become int/float via the numbers ABCs,
-    keeping this module free of numpy and torch imports.
-    """
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
-
-
-def _dumps(value: Any) -> str:
-    # default=str: configs may carry Paths or enums; the stored copy is for reading back, not re-execution.
-    return json.dumps(_clean(value), default=str, allow_nan=False)
 
 
 def _check_run_id(run_id: str) -> None:
@@ -334,7 +115,7 @@ class RunStore:
             # Re-read inside the write lock: another process may have migrated since we looked.
             current = conn.execute("PRAGMA user_version").fetchone()[0]
             for target in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[target].split(";"):
+                for statement in MIGRATIONS[target].split(";"):
                     if statement.strip():
                         conn.execute(statement)
                 # PRAGMA takes no parameters; target is an int from our own table, never user input.
@@ -399,14 +180,14 @@ class RunStore:
         sweeps sharing a store never train one configuration twice.
         """
         _check_run_id(run_id)
-        now = _utc_now()
+        now = utc_now()
         row = {
             "run_id": run_id,
             "created": now,
             "heartbeat": now,
-            "owner": _owner(),
+            "owner": process_owner(),
             "status": "running",
-            "config": _dumps(config),
+            "config": dumps(config),
             "config_hash": config_hash,
             "seed": int(seed),
             "arch": arch,
@@ -415,9 +196,9 @@ class RunStore:
             "dataset_id": dataset_id,
             "device": device,
             "torch_version": torch_version,
-            "params": _clean(params),
-            "gflops": _clean(gflops),
-            "class_names": _dumps(list(class_names)),
+            "params": clean(params),
+            "gflops": clean(gflops),
+            "class_names": dumps(list(class_names)),
         }
         columns = ", ".join(row)
         marks = ", ".join(f":{name}" for name in row)
@@ -430,7 +211,7 @@ class RunStore:
             raise StoreError(f"run id {run_id!r} already exists in {self.path}; pick a new id") from exc
 
     def _refuse_claimed(self, conn: sqlite3.Connection, config_hash: str, seed: int) -> None:
-        cutoff = _ago(lease_seconds())
+        cutoff = ago(lease_seconds())
         row = conn.execute(
             "SELECT run_id, status FROM runs WHERE config_hash = ? AND seed = ? AND (status = 'finished' "
             "OR (status = 'running' AND COALESCE(heartbeat, created) >= ?)) LIMIT 1",
@@ -449,9 +230,9 @@ class RunStore:
             with self._write() as conn:
                 conn.execute(
                     'INSERT OR REPLACE INTO epochs (run_id, epoch, "values") VALUES (?, ?, ?)',
-                    (run_id, int(epoch), _dumps(values)),
+                    (run_id, int(epoch), dumps(values)),
                 )
-                conn.execute(_BEAT, (_utc_now(), run_id))
+                conn.execute(BEAT, (utc_now(), run_id))
         except sqlite3.IntegrityError as exc:
             raise RunNotFound(f"cannot log epoch {epoch}: no run {run_id!r} in {self.path}") from exc
 
@@ -471,16 +252,16 @@ class RunStore:
         """Set a run's final status and results; fields passed as None keep what was stored before."""
         if status not in FINAL_STATUSES:
             raise ValueError(f"status must be one of {sorted(FINAL_STATUSES)}, got {status!r}")
-        metrics = _clean(metrics)
+        metrics = clean(metrics)
         values = {
             "status": status,
-            "metrics": None if metrics is None else _dumps(metrics),
+            "metrics": None if metrics is None else dumps(metrics),
             "miou_an2dl": None if metrics is None else metrics.get("miou_an2dl"),
             "miou_fg": None if metrics is None else metrics.get("miou_fg"),
-            "epochs": _clean(epochs),
-            "best_epoch": _clean(best_epoch),
-            "wall_time": _clean(wall_time),
-            "train_img_s": _clean(train_img_s),
+            "epochs": clean(epochs),
+            "best_epoch": clean(best_epoch),
+            "wall_time": clean(wall_time),
+            "train_img_s": clean(train_img_s),
             "error": error,
             "checkpoint": None if checkpoint is None else str(checkpoint),
         }
@@ -504,7 +285,7 @@ class RunStore:
             cursor = conn.execute(
                 "UPDATE runs SET status = 'running', error = NULL, heartbeat = ?, owner = ?, config = ?, "
                 "config_hash = ? WHERE run_id = ? AND status != 'running'",
-                (_utc_now(), _owner(), _dumps(config), config_hash, run_id),
+                (utc_now(), process_owner(), dumps(config), config_hash, run_id),
             )
             if cursor.rowcount == 0:
                 raise StoreError(f"cannot resume run {run_id!r}: it is not in {self.path} or is running")
@@ -513,7 +294,7 @@ class RunStore:
     def beat(self, run_id: str) -> None:
         """Refresh a running run's heartbeat (a no-op once the run has a final status)."""
         with self._write() as conn:
-            conn.execute(_BEAT, (_utc_now(), run_id))
+            conn.execute(BEAT, (utc_now(), run_id))
 
     def reap_stale(self, lease: float | None = None) -> list[dict]:
         """Mark 'interrupted' every running run that cannot still be training (``presumed_dead``): its
@@ -572,7 +353,7 @@ class RunStore:
         """The run dict for a full id or unique id prefix."""
         full_id = self.resolve_run_id(run_id)
         row = self._require().execute("SELECT * FROM runs WHERE run_id = ?", (full_id,)).fetchone()
-        return _run_dict(row)
+        return run_dict(row)
 
     def list_runs(
         self,
@@ -595,7 +376,7 @@ class RunStore:
             f"SELECT * FROM runs {where} ORDER BY created DESC, rowid DESC",
             {k: v for k, v in given.items() if v is not None} | ({"since": since} if since else {}),
         )
-        return [_run_dict(row) for row in rows]
+        return [run_dict(row) for row in rows]
 
     def history(self, run_id: str) -> list[dict]:
         """Per-epoch values of a run in epoch order: dicts with an ``epoch`` key plus the logged values."""
@@ -609,53 +390,3 @@ class RunStore:
         """(config_hash, seed) pairs of finished runs, so sweeps can skip work already done."""
         rows = self._require().execute("SELECT config_hash, seed FROM runs WHERE status = 'finished'")
         return {(row[0], int(row[1])) for row in rows}
-
-
-def _ago(seconds: float) -> str:
-    """The ISO UTC time ``seconds`` ago, comparable as text with ``_utc_now()`` values."""
-    return (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat(timespec="microseconds")
-
-
-class Heartbeat:
-    """Keeps a running run's heartbeat fresh from a daemon thread while the ``with`` block runs.
-
-    The thread has its own connection (a sqlite3 connection belongs to one thread) and writes one small
-    UPDATE every ``interval`` seconds, so a long epoch, validation or checkpoint never looks like a dead
-    process. A failed beat (store busy) is skipped: the lease is several beats long.
-    """
-
-    def __init__(self, path: str | Path, run_id: str, interval: float | None = None):
-        self.path, self.run_id = Path(path), run_id
-        self.interval = heartbeat_seconds() if interval is None else interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"heartbeat {run_id}", daemon=True)
-
-    def _loop(self) -> None:
-        try:
-            conn = sqlite3.connect(self.path, timeout=min(self.interval, 5.0), isolation_level=None)
-        except sqlite3.Error:
-            return
-        try:
-            while not self._stop.wait(self.interval):
-                try:
-                    conn.execute(_BEAT, (_utc_now(), self.run_id))
-                except sqlite3.Error:
-                    continue
-        finally:
-            conn.close()
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=6.0)  # at most one busy wait of the thread's connection
-
-
-def _run_dict(row: sqlite3.Row) -> dict:
-    data = {key: row[key] for key in _RUN_KEYS}
-    for key in _JSON_COLUMNS:
-        if data[key] is not None:
-            data[key] = json.loads(data[key])
-    return data

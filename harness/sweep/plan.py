@@ -1,26 +1,24 @@
-"""Sweeps: a list of run configurations trained one after another (or handed to Ray), resumable.
+"""Planning a sweep: the list of run configurations (a grid or a sweep file's [[runs]]) times the seeds.
 
 A sweep is planned in full before anything trains, so a typo in any of its configurations fails with
-one line and writes nothing. It is resumable: a configuration whose (config hash, seed) already has a
-finished run in the store is skipped, so a killed sweep rerun with the same arguments trains only what
-is missing. One failing run (an exception, a NaN loss, out of memory) does not stop the others; the
-summary lists every failure with its error. Several sweeps may share one store at once: each run starts
-with an exclusive claim on its (config hash, seed), so none is trained twice.
+one line and writes nothing. What "already done" means is decided here too (`PlannedRun.key`,
+`done_keys`): a configuration whose (config hash, seed) already has a finished run in the store is
+skipped, so a killed sweep rerun with the same arguments trains only what is missing. Running the plan
+is harness.sweep.local (and harness.sweep.ray_executor).
 """
 
 from __future__ import annotations
 
 import itertools
-import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.config import Resolved, RunConfig, build_config, resolve
 from harness.data.dataset import load_npz
 from harness.errors import ConfigError, HarnessError
-from harness.store.runs import RunClaimed, RunStore, StoreNotInitialised
+from harness.store import RunStore, StoreNotInitialised
 
 SEEDS_MAX = 100
 
@@ -44,30 +42,6 @@ class PlannedRun:
     def label(self) -> str:
         cfg = self.config
         return f"{cfg.arch.name} · {cfg.loss.name} · {cfg.balancer.name} · seed {cfg.seed}"
-
-
-@dataclass
-class Outcome:
-    """What became of one planned run."""
-
-    planned: PlannedRun
-    status: str  # finished, failed, interrupted, diverged... or skipped (already in the store)
-    run_id: str | None = None
-    miou: float | None = None
-    error: str | None = None
-    seconds: float = 0.0
-
-
-@dataclass
-class SweepResult:
-    outcomes: list[Outcome] = field(default_factory=list)
-
-    def count(self, status: str) -> int:
-        return sum(o.status == status for o in self.outcomes)
-
-    @property
-    def failures(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.status not in ("finished", "skipped")]
 
 
 def split_list(text: str | None, flag: str) -> list[str] | None:
@@ -193,100 +167,16 @@ def done_keys(store_path: Path) -> set[tuple[str, int]]:
         return set()
 
 
-# An executor trains the planned runs it is given and reports each outcome through `report` as soon as
-# it is known (so the progress view and the summary follow along); it returns when all are done or
-# re-raises KeyboardInterrupt after recording the interrupted run.
-Executor = Callable[[list[PlannedRun], Path, Any, "SweepReporter"], None]
-
-
-class SweepReporter:
-    """Collects outcomes and drives the progress view; executors call it, the CLI reads it."""
-
-    def __init__(self, total: int, progress: Any = None):
-        self.result = SweepResult()
-        self.total = total
-        self.progress = progress
-
-    def started(self, planned: PlannedRun) -> None:
-        if self.progress is not None:
-            self.progress.start_run(planned.label)
-
-    def finished(self, outcome: Outcome) -> None:
-        self.result.outcomes.append(outcome)
-        if self.progress is not None:
-            self.progress.end_run(outcome)
-
-    def run_progress(self) -> Any:
-        """The per-run progress factory handed to `harness.training.loop.execute` (None: no bar)."""
-        return None if self.progress is None else self.progress.run_bar
-
-
-def local_executor(runs: list[PlannedRun], store_path: Path, registry: Any, reporter: SweepReporter) -> None:
-    """Train the runs one after another in this process (the default executor)."""
-    from harness.training.loop import execute
-
-    for planned in runs:
-        reporter.started(planned)
-        started = time.monotonic()
-        try:
-            result = execute(
-                planned.resolved,
-                store_path,
-                registry,
-                progress=reporter.run_progress() or False,
-                exclusive=True,
-            )
-        except RunClaimed as exc:  # another sweep on this store finished it or is training it now
-            reporter.finished(Outcome(planned, "skipped", error=str(exc), seconds=time.monotonic() - started))
-            continue
-        except KeyboardInterrupt:
-            reporter.finished(Outcome(planned, "interrupted", seconds=time.monotonic() - started))
-            raise
-        except Exception as exc:  # recorded as failed by execute (if it got that far); the sweep goes on
-            message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            reporter.finished(Outcome(planned, "failed", error=message, seconds=time.monotonic() - started))
-            continue
-        reporter.finished(
-            Outcome(
-                planned,
-                result.status,
-                run_id=result.run_id,
-                miou=result.miou,
-                error=result.error,
-                seconds=time.monotonic() - started,
-            )
-        )
-
-
-def run_sweep(
-    runs: list[PlannedRun],
-    store_path: Path,
-    registry: Any,
-    *,
-    executor: Executor = local_executor,
-    progress: Any = None,
-) -> SweepResult:
-    """Skip what the store already has finished, hand the rest to `executor`, return every outcome."""
-    done = done_keys(store_path)
-    todo = [p for p in runs if p.key not in done]
-    reporter = SweepReporter(len(todo), progress)
-    for planned in runs:
-        if planned.key in done:
-            reporter.result.outcomes.append(Outcome(planned, "skipped"))
-    if progress is not None:
-        progress.begin(len(todo), skipped=len(runs) - len(todo))
-    executor(todo, store_path, registry, reporter)
-    return reporter.result
-
-
-def changed_params(spec: Any, params: Any) -> str:
+def changed_params(spec: Any, params: Any, registry: Any) -> str:
     """`k=v` for each parameter that differs from the plugin's default (how variants tell apart)."""
-    defaults = spec.parse_params().model_dump(mode="json")
+    defaults = spec.parse_params(registry=registry).model_dump(mode="json")
     chosen = params.model_dump(mode="json")
     return ", ".join(f"{k}={v}" for k, v in chosen.items() if defaults.get(k) != v)
 
 
-def describe_plan(runs: Iterable[PlannedRun], done: set[tuple[str, int]]) -> list[dict[str, Any]]:
+def describe_plan(
+    runs: Iterable[PlannedRun], done: set[tuple[str, int]], registry: Any
+) -> list[dict[str, Any]]:
     """One dict per planned run for `--dry-run`: what would run and what would be skipped."""
     return [
         {
@@ -295,7 +185,7 @@ def describe_plan(runs: Iterable[PlannedRun], done: set[tuple[str, int]]) -> lis
             "balancer": p.config.balancer.name,
             "seed": p.config.seed,
             "config": p.resolved.hash[:8],
-            "arch_params": changed_params(p.resolved.arch, p.resolved.arch_params),
+            "arch_params": changed_params(p.resolved.arch, p.resolved.arch_params, registry),
             "epochs": p.config.train.epochs,
             "max_minutes": p.config.train.max_minutes,
             "action": "skip (finished)" if p.key in done else "run",

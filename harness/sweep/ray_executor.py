@@ -1,11 +1,12 @@
 """`harness sweep --executor ray`: every planned run is one Ray task, on a local Ray or a cluster.
 
-The sweep is planned and filtered (finished runs skipped) by harness.sweep.plan exactly as for the local
-executor; Ray only decides where and when each run trains. A task gets the run's configuration as plain
-data, loads the plugins in its own process, resolves the configuration again (its hash must match the
-driver's, or the skip logic would lie) and calls `harness.training.loop.execute`, which records the run in the
-store like any other run. The store stays the single source of truth, so every worker must reach the same
-store file: fine for workers on one host or a shared local disk, unsafe for SQLite on NFS/SMB.
+The sweep is planned by harness.sweep.plan and filtered (finished runs skipped) by
+harness.sweep.local's `run_sweep` exactly as for the local executor; Ray only decides where and when
+each run trains. A task gets the run's configuration as plain data, loads the plugins in its own
+process, resolves the configuration again (its hash must match the driver's, or the skip logic would
+lie) and calls `harness.training.run.execute`, which records the run in the store like any other run.
+The store stays the single source of truth, so every worker must reach the same store file: fine for
+workers on one host or a shared local disk, unsafe for SQLite on NFS/SMB.
 
 Resources: one GPU per run when the cluster has GPUs, otherwise `HARNESS_RAY_CPUS_PER_RUN` CPUs (default
 1) per run; Ray queues what does not fit. Ctrl-C cancels the outstanding tasks (a run in progress
@@ -22,8 +23,9 @@ from typing import Any
 
 from harness.errors import ConfigError, HarnessError
 from harness.plugins import AUTOLOAD_ENV
-from harness.store.runs import RunStore
-from harness.sweep.plan import Executor, Outcome, PlannedRun, SweepReporter
+from harness.store import RunStore
+from harness.sweep.local import Executor, Outcome, SweepReporter
+from harness.sweep.plan import PlannedRun
 
 RAY_MISSING = "--executor ray needs ray: pip install 'harness[ray]'"
 CPUS_ENV = "HARNESS_RAY_CPUS_PER_RUN"
@@ -34,7 +36,7 @@ LOCAL_OBJECT_STORE_BYTES = 256 * 2**20
 
 
 def ray_executor(address: str | None, cpus_per_run: float | None = None) -> Executor:
-    """An executor (see harness.sweep.plan.Executor) that trains each run as a Ray task.
+    """An executor (see harness.sweep.local.Executor) that trains each run as a Ray task.
 
     `address`: an existing cluster to join (`ray://head:10001`, `auto`, `host:6379`); None starts a local
     Ray instance sized to this machine for the sweep and stops it afterwards. A missing ray package is a
@@ -151,8 +153,8 @@ def train_task(
     """One run inside a Ray worker; returns the fields of its Outcome (never raises for a failed run)."""
     from harness.config import RunConfig, resolve
     from harness.plugins import load_plugins
-    from harness.store.runs import RunClaimed
-    from harness.training.loop import execute
+    from harness.store import RunClaimed
+    from harness.training.run import execute
 
     started = time.monotonic()
     try:

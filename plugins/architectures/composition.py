@@ -13,8 +13,10 @@ the stage's input width to its output width, the others keep it). Each choice's 
 the mapping `<role>_params`, validated by that block's params model: flat for one block
 (`--arch-param encoder_params.reduction=8`), under each part's name for a chain
 (`--arch-param bottleneck_params.gc.reduction=8`). Names, roles and parameters are all checked when the
-params are parsed, before anything is built; the parsed `<role>_params` hold every block parameter
-(defaults included), so a stored run config says exactly what was built.
+params are parsed (against the registry given to `spec.parse_params(..., registry=registry)`), before
+anything is built; the parsed `<role>_params` hold every block parameter (defaults included), so a
+stored run config says exactly what was built, and the parsed params keep the chosen block specs, so
+building needs no registry.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, model_validator
 from torch import nn
 
 from harness.errors import ConfigError
 from harness.parsing import did_you_mean
+from harness.specs import BlockSpec, registry_of
 
 # params field naming the block(s) -> the role they play; their params sit in f"{role}_params"
 CHOICES = {
@@ -72,16 +75,19 @@ class BlockChoices(BaseModel):
     )
     skip_params: dict[str, Any] = _params_field("Parameters of the skip-fusion block.")
 
-    @model_validator(mode="after")
-    def _check_blocks(self) -> BlockChoices:
-        from harness.plugins import active_registry
+    # choice field -> [(block spec, its parsed params)] in chain order, from the registry the params were
+    # parsed with (empty for skip_fusion=none): what block_factory builds, so it needs no registry
+    _blocks: dict[str, list[tuple[BlockSpec, BaseModel]]] = PrivateAttr(default_factory=dict)
 
-        registry = active_registry()
+    @model_validator(mode="after")
+    def _check_blocks(self, info: ValidationInfo) -> BlockChoices:
+        registry = registry_of(info)
         for field, role in CHOICES.items():
             parts = _parts(field, getattr(self, field))
             setattr(self, field, "+".join(parts))
-            params = _check_params(field, role, parts, getattr(self, f"{role}_params"), registry)
-            setattr(self, f"{role}_params", params)
+            chosen = _check_params(field, role, parts, getattr(self, f"{role}_params"), registry)
+            self._blocks[field] = chosen
+            setattr(self, f"{role}_params", _dump(parts, chosen))
         return self
 
 
@@ -114,26 +120,29 @@ def _spec(field: str, role: str, name: str, registry: Any) -> Any:
     return spec
 
 
-def _parse(spec: Any, role: str, values: Any) -> BaseModel:
+def _parse(spec: Any, role: str, values: Any, registry: Any) -> BaseModel:
     """The block's params; strings are read like command-line values (they may come from `k.x=v`)."""
     if not isinstance(values, dict):
         raise ConfigError(f"{role}_params for block '{spec.name}' must be a mapping, got {values!r}")
     typed = {k: v for k, v in values.items() if not isinstance(v, str)}
     raw = {k: v for k, v in values.items() if isinstance(v, str)}
     try:
-        return spec.parse_params(typed, raw)
+        return spec.parse_params(typed, raw, registry=registry)
     except ConfigError as exc:
         raise ConfigError(f"{role}_params: {exc}") from None
 
 
-def _check_params(field: str, role: str, parts: list[str], values: Any, registry: Any) -> dict[str, Any]:
+def _check_params(
+    field: str, role: str, parts: list[str], values: Any, registry: Any
+) -> list[tuple[BlockSpec, BaseModel]]:
+    """Each part's spec and parsed params, in chain order (none for skip_fusion=none)."""
     if parts == [NO_FUSION] and role == "skip":
         if values:
             raise ConfigError(f"skip_params given but skip_fusion is '{NO_FUSION}'")
-        return {}
+        return []
     specs = [_spec(field, role, part, registry) for part in parts]
     if len(parts) == 1:
-        return _parse(specs[0], role, values).model_dump(mode="json")
+        return [(specs[0], _parse(specs[0], role, values, registry))]
     if not isinstance(values, dict):
         raise ConfigError(f"{role}_params must be a mapping from part name to parameters, got {values!r}")
     chain = "+".join(parts)
@@ -143,9 +152,14 @@ def _check_params(field: str, role: str, parts: list[str], values: Any, registry
             f"{role}_params names '{stray[0]}', which is not among {chain}: with a '+' chain, put each "
             f"block's parameters under its name (e.g. {role}_params.{parts[-1]}.NAME=VALUE)"
         )
-    return {
-        spec.name: _parse(spec, role, values.get(spec.name, {})).model_dump(mode="json") for spec in specs
-    }
+    return [(spec, _parse(spec, role, values.get(spec.name, {}), registry)) for spec in specs]
+
+
+def _dump(parts: list[str], chosen: list[tuple[BlockSpec, BaseModel]]) -> dict[str, Any]:
+    """`<role>_params` as stored: flat for one block, under each part's name for a chain."""
+    if len(chosen) == 1 and len(parts) == 1:
+        return chosen[0][1].model_dump(mode="json")
+    return {spec.name: params.model_dump(mode="json") for spec, params in chosen}
 
 
 def block_factory(params: BlockChoices, field: str) -> Factory | None:
@@ -155,18 +169,14 @@ def block_factory(params: BlockChoices, field: str) -> Factory | None:
     becomes an `nn.Sequential`; a single block is returned bare, so `conv` builds the same modules (and
     parameter names) as before blocks were plugins.
     """
-    from harness.plugins import active_registry
-
-    registry = active_registry()
-    role, name = CHOICES[field], getattr(params, field)
-    if role == "skip" and name == NO_FUSION:
+    chosen = params._blocks.get(field)
+    if chosen is None:
+        raise ConfigError(
+            f"{field}: these parameters were not validated against a plugin registry; "
+            "parse them with spec.parse_params(..., registry=registry)"
+        )
+    if not chosen:  # skip_fusion=none
         return None
-    parts = name.split("+")
-    values = getattr(params, f"{role}_params")
-    chosen = []
-    for part in parts:
-        spec = registry.get("block", part)
-        chosen.append((spec, spec.parse_params(values if len(parts) == 1 else values.get(part, {}))))
     norm = params.norm
 
     def make(in_channels: int, out_channels: int) -> nn.Module:

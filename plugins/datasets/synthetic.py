@@ -5,7 +5,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness import hookimpl
-from harness.data.dataset import SegmentationData, synthetic
+from harness.data import SegmentationData
+from harness.data.synthetic import synthetic
 from harness.specs import DatasetSpec
 
 

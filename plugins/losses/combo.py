@@ -1,8 +1,10 @@
 """A weighted sum of other registered losses, each with its own parameters and an optional weight ramp.
 
 `--loss combo --loss-param parts=ce:1,dice:1,focal:0.5` sums three losses; the report's
-dice+focal+boundary loss is one such sum. Part names are looked up in the plugin registry, so a
-third-party loss can be a part too, and are checked (with did-you-mean) before anything is built.
+dice+focal+boundary loss is one such sum. Part names are looked up in the registry the params are
+parsed with (`spec.parse_params(..., registry=registry)`), so a third-party loss can be a part too,
+and are checked (with did-you-mean) before anything is built; the parsed params keep each part's spec,
+so `build` needs nothing else.
 """
 
 from __future__ import annotations
@@ -10,12 +12,20 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from torch import nn
 
 from harness import hookimpl
 from harness.errors import ConfigError
-from harness.specs import LossSpec
+from harness.specs import LossSpec, registry_of
 
 
 def _parse_parts(value: Any) -> Any:
@@ -51,16 +61,19 @@ class ComboParams(BaseModel):
 
     _parse = field_validator("parts", mode="before")(_parse_parts)
 
-    @model_validator(mode="after")
-    def _known_parts(self) -> ComboParams:
-        from harness.plugins import active_registry
+    # part name -> (its spec, its parsed params), resolved against the registry the params were parsed with
+    _parts: dict[str, tuple[LossSpec, BaseModel]] = PrivateAttr(default_factory=dict)
 
-        registry = active_registry()
+    @model_validator(mode="after")
+    def _known_parts(self, info: ValidationInfo) -> ComboParams:
+        registry = registry_of(info)
         for name in self.parts:
             if name == "combo":
                 raise ConfigError("loss 'combo' cannot contain itself")
             spec = registry.get("loss", name)  # unknown name: PluginError with did-you-mean
-            self.params[name] = spec.parse_params(self.params.get(name)).model_dump(mode="json")
+            parsed = spec.parse_params(self.params.get(name), registry=registry)
+            self._parts[name] = (spec, parsed)
+            self.params[name] = parsed.model_dump(mode="json")
         for field, keys in (("params", self.params), ("ramp_epochs", self.ramp_epochs)):
             stray = [key for key in keys if key not in self.parts]
             if stray:
@@ -68,6 +81,15 @@ class ComboParams(BaseModel):
         if any(epochs < 1 for epochs in self.ramp_epochs.values()):
             raise ConfigError("loss 'combo': ramp_epochs must be at least 1")
         return self
+
+    def resolved_parts(self) -> dict[str, tuple[LossSpec, BaseModel]]:
+        """Each part's spec and parsed params, as validated (ConfigError for unvalidated params)."""
+        if set(self._parts) != set(self.parts):
+            raise ConfigError(
+                "loss 'combo': these parameters were not validated against a plugin registry; "
+                "parse them with spec.parse_params(..., registry=registry)"
+            )
+        return self._parts
 
 
 class Combo(nn.Module):
@@ -102,32 +124,20 @@ class Combo(nn.Module):
 def build(
     params: ComboParams, *, num_classes: int, ignore_index: int | None, class_weights: torch.Tensor | None
 ) -> nn.Module:
-    from harness.plugins import active_registry
-
-    registry = active_registry()
-    losses = {}
-    for name in params.parts:
-        spec = registry.get("loss", name)
-        losses[name] = spec.build(
-            spec.parse_params(params.params.get(name)),
-            num_classes=num_classes,
-            ignore_index=ignore_index,
-            class_weights=class_weights,
+    parts = params.resolved_parts()
+    losses = {
+        name: spec.build(
+            part_params, num_classes=num_classes, ignore_index=ignore_index, class_weights=class_weights
         )
-    needs = {name for name in params.parts if _part_needs_maps(params, name)}
+        for name, (spec, part_params) in parts.items()
+    }
+    needs = {name for name, (spec, part_params) in parts.items() if spec.distance_maps(part_params)}
     return Combo(losses, dict(params.parts), dict(params.ramp_epochs), needs)
-
-
-def _part_needs_maps(params: ComboParams, name: str) -> bool:
-    from harness.plugins import active_registry
-
-    spec = active_registry().get("loss", name)
-    return spec.distance_maps(spec.parse_params(params.params.get(name)))
 
 
 def needs_distance_maps(params: ComboParams) -> bool:
     """Combo takes distance maps exactly when one of its parts does."""
-    return any(_part_needs_maps(params, name) for name in params.parts)
+    return any(spec.distance_maps(part) for spec, part in params.resolved_parts().values())
 
 
 @hookimpl

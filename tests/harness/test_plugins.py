@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness import plugins
-from harness.errors import PluginError
+from harness.errors import ConfigError, PluginError
 from harness.specs import ArchitectureSpec, NoParams
 
 GOOD = """
@@ -105,3 +105,70 @@ def test_specs_are_validated():
         ArchitectureSpec(name="loose", summary="x", params=Loose, build=print)
     with pytest.raises(ValueError, match="summary"):
         ArchitectureSpec(name="nosummary", summary="", build=print)
+
+
+# --------------------------------------------------------------------------------------------------------
+# The registry is passed, never found: params naming other plugins are checked against the one given
+
+
+@pytest.mark.parametrize("gc_last", [False, True])
+def test_two_registries_validate_block_choices_each_against_its_own_plugins(gc_last):
+    if gc_last:
+        without_gc = plugins.load_plugins(blocked=["gc"], autoload=False)
+        with_gc = plugins.load_plugins(autoload=False)
+    else:
+        with_gc = plugins.load_plugins(autoload=False)
+        without_gc = plugins.load_plugins(blocked=["gc"], autoload=False)
+    unet = with_gc.get("architecture", "unet")
+    chosen = {"bottleneck": "rdam+gc"}
+    parsed = unet.parse_params(cli=chosen, registry=with_gc)
+    assert parsed.bottleneck == "rdam+gc" and set(parsed.bottleneck_params) == {"rdam", "gc"}
+    with pytest.raises(ConfigError, match="unknown block 'gc' for bottleneck"):
+        unet.parse_params(cli=chosen, registry=without_gc)
+    assert unet.parse_params(registry=without_gc).bottleneck == "conv"  # the defaults need no gc
+
+
+@pytest.mark.parametrize("extra_last", [False, True])
+def test_two_registries_validate_combo_parts_each_against_its_own_losses(third_party, extra_last):
+    third_party({"extra": GOOD.format(name="myloss")})
+    if extra_last:
+        without, with_extra = plugins.load_plugins(autoload=False), plugins.load_plugins()
+    else:
+        with_extra, without = plugins.load_plugins(), plugins.load_plugins(autoload=False)
+    combo = without.get("loss", "combo")
+    parts = {"parts": "ce:1,myloss:2"}
+    assert combo.parse_params(cli=parts, registry=with_extra).parts == {"ce": 1.0, "myloss": 2.0}
+    with pytest.raises(PluginError, match="unknown loss 'myloss'"):
+        combo.parse_params(cli=parts, registry=without)
+
+
+def test_combo_builds_the_parts_of_the_registry_it_was_parsed_with(third_party):
+    third_party({"extra": GOOD.format(name="myloss")})
+    registry = plugins.load_plugins()
+    combo = registry.get("loss", "combo")
+    params = combo.parse_params(cli={"parts": "myloss:1,dice:1"}, registry=registry)
+    plugins.load_plugins(autoload=False)  # a later registry without myloss changes nothing
+    module = combo.build(params, num_classes=5, ignore_index=0, class_weights=None)
+    assert list(module.losses) == ["myloss", "dice"]
+    assert type(module.losses["myloss"]).__name__ == "CrossEntropy"  # what the third-party spec builds
+
+
+@pytest.mark.parametrize(("kind", "name"), [("loss", "combo"), ("architecture", "unet")])
+def test_params_naming_plugins_without_a_registry_fail_naming_the_plugin(kind, name):
+    spec = plugins.load_plugins(autoload=False).get(kind, name)
+    with pytest.raises(ConfigError, match=f"^{kind} '{name}' names other plugins, so its parameters need"):
+        spec.parse_params()
+
+
+def test_unvalidated_params_refuse_to_build():
+    registry = plugins.load_plugins(autoload=False)
+    combo, unet = registry.get("loss", "combo"), registry.get("architecture", "unet")
+    with pytest.raises(ConfigError, match="not validated against a plugin registry"):
+        combo.build(combo.params.model_construct(), num_classes=5, ignore_index=0, class_weights=None)
+    with pytest.raises(ConfigError, match="not validated against a plugin registry"):
+        unet.build(unet.params.model_construct(), in_channels=1, num_classes=5)
+
+
+def test_no_registry_is_kept_between_loads():
+    assert not hasattr(plugins, "active_registry") and not hasattr(plugins, "_ACTIVE")
+    assert plugins.load_plugins(autoload=False) is not plugins.load_plugins(autoload=False)

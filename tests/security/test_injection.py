@@ -1,9 +1,9 @@
 """Hostile strings in run names, plugin names and config values: stored and read back intact (SQL takes
 them only as parameters) and shown only as escaped text in every HTML page the harness writes.
 
-Complements tests/leaderboard/test_leaderboard_store.py (hostile run ids round-trip) and
-tests/harness/test_report.py (arch and balancer escaped): here every text column, config keys and values,
-the CLI's filters, class names, run ids in pages and attribute-breaking quotes.
+Complements tests/harness/store/test_runs.py (hostile run ids round-trip) and
+tests/harness/analysis/test_report.py (arch and balancer escaped): here every text column, config keys
+and values, the CLI's filters, class names, run ids in pages and attribute-breaking quotes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli.app import main
-from harness.store.runs import RunStore
+from harness.store import RunStore
 
 DROP = "'; DROP TABLE runs; --"
 QUOTES = "it's \"quoted\" `back` ''"

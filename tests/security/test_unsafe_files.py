@@ -20,10 +20,9 @@ from harness.cli.app import main
 from harness.config import build_config, resolve
 from harness.data.dataset import load_npz
 from harness.errors import DataError, HarnessError
-from harness.inference.scoring import load_checkpoint
 from harness.plugins import load_plugins
-from harness.store.runs import RunStore
-from harness.training.loop import PER_IMAGE_NAME
+from harness.store import RunStore
+from harness.training.checkpoints import PER_IMAGE_NAME, load_checkpoint
 from tests_support import TINY_CONFIG
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -29,12 +29,12 @@ def spec(name: str):
 def build(name: str, values=None, cli=None) -> nn.Module:
     torch.manual_seed(0)
     arch = spec(name)
-    return arch.build(arch.parse_params(values, cli), in_channels=1, num_classes=5)
+    return arch.build(arch.parse_params(values, cli, registry=REGISTRY), in_channels=1, num_classes=5)
 
 
 @pytest.mark.parametrize(("name", "skeleton"), [("unet", UNet), ("unetpp", UNetPlusPlus)])
 def test_default_blocks_build_the_same_model_as_before(name, skeleton):
-    params = spec(name).parse_params()
+    params = spec(name).parse_params(registry=REGISTRY)
     assert (params.encoder_block, params.bottleneck, params.decoder_block, params.skip_fusion) == (
         "conv",
         "conv",
@@ -102,7 +102,7 @@ def test_nested_params_from_the_command_line_reach_the_blocks():
         "decoder_params.rates": "1,3",
         "decoder_params.mode": "serial",
     }
-    params = spec("unet").parse_params(SMALL, cli)
+    params = spec("unet").parse_params(SMALL, cli, registry=REGISTRY)
     assert params.encoder_params == {"reduction": 1}
     assert params.bottleneck_params == {
         "rdam": {"growth": 8, "layers": 3, "reduction": 8},
@@ -115,12 +115,13 @@ def test_nested_params_from_the_command_line_reach_the_blocks():
     dilations = [layer[0].dilation[0] for layer in model.decoders[0]]
     assert dilations == [1, 3]
     # What the store keeps reads back to the same params.
-    assert spec("unet").parse_params(params.model_dump(mode="json")) == params
+    assert spec("unet").parse_params(params.model_dump(mode="json"), registry=REGISTRY) == params
 
 
 def test_toml_style_nested_params_and_norm_reach_the_blocks():
     params = spec("unet").parse_params(
-        SMALL | {"norm": "group", "encoder_block": "se", "encoder_params": {"reduction": 2}}
+        SMALL | {"norm": "group", "encoder_block": "se", "encoder_params": {"reduction": 2}},
+        registry=REGISTRY,
     )
     model = spec("unet").build(params, in_channels=1, num_classes=5)
     assert any(isinstance(m, nn.GroupNorm) for m in model.encoders[0].modules())
@@ -167,7 +168,7 @@ def test_toml_style_nested_params_and_norm_reach_the_blocks():
 )
 def test_bad_choices_fail_at_parse_time_with_one_line(cli, message):
     with pytest.raises(ConfigError, match=message) as caught:
-        spec("unet").parse_params(SMALL, cli)
+        spec("unet").parse_params(SMALL, cli, registry=REGISTRY)
     assert "\n" not in str(caught.value)
 
 
@@ -183,12 +184,13 @@ def test_a_bad_block_fails_the_run_before_anything_is_built(capsys, store_path):
     [("seed-full", ("dilated", "rdam+gc", "se", "cba")), ("seed-lite", ("se", "se+gc", "se", "none"))],
 )
 def test_presets_are_named_configurations(name, choices):
-    params = spec(name).parse_params()
+    params = spec(name).parse_params(registry=REGISTRY)
     assert (params.encoder_block, params.bottleneck, params.decoder_block, params.skip_fusion) == choices
     model = build(name)
     assert sum(p.numel() for p in model.parameters()) == spec(name).params_count
     # Everything stays overridable: the preset is defaults, not a new model.
-    assert spec(name).parse_params({"width": 8, "decoder_block": "conv"}).decoder_block == "conv"
+    overridden = spec(name).parse_params({"width": 8, "decoder_block": "conv"}, registry=REGISTRY)
+    assert overridden.decoder_block == "conv"
     assert spec(name).multiple(params) == 16
 
 

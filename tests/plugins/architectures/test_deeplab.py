@@ -95,14 +95,6 @@ def test_train_and_eval_modes():
         assert torch.equal(model(x), model(x))
 
 
-def test_gradients_are_finite():
-    model = _build(**TINY).train()
-    x, target = torch.randn(2, 1, 64, 128), torch.randint(0, 5, (2, 64, 128))
-    nn.functional.cross_entropy(model(x), target).backward()
-    for name, param in model.named_parameters():
-        assert param.grad is not None and torch.isfinite(param.grad).all(), name
-
-
 def test_compiles_whole_graph_forward_and_backward():
     model = _build(**TINY, atrous_rates=[2]).eval()
     x = torch.randn(2, 1, 32, 64)

@@ -17,12 +17,14 @@ SPEC = REGISTRY.get("loss", "combo")
 
 
 def build(**params):
-    return SPEC.build(SPEC.parse_params(params), num_classes=5, ignore_index=0, class_weights=None)
+    parsed = SPEC.parse_params(params, registry=REGISTRY)
+    return SPEC.build(parsed, num_classes=5, ignore_index=0, class_weights=None)
 
 
 def single(name, **params):
     spec = REGISTRY.get("loss", name)
-    return spec.build(spec.parse_params(params), num_classes=5, ignore_index=0, class_weights=None)
+    parsed = spec.parse_params(params, registry=REGISTRY)
+    return spec.build(parsed, num_classes=5, ignore_index=0, class_weights=None)
 
 
 def batch():
@@ -33,7 +35,7 @@ def batch():
 
 
 def test_cli_string_parts_and_weighted_sum():
-    params = SPEC.parse_params(cli={"parts": "ce:1,dice:0.5,focal:2"})
+    params = SPEC.parse_params(cli={"parts": "ce:1,dice:0.5,focal:2"}, registry=REGISTRY)
     assert params.parts == {"ce": 1.0, "dice": 0.5, "focal": 2.0}
     combo = SPEC.build(params, num_classes=5, ignore_index=0, class_weights=None)
     logits, target = batch()
@@ -54,15 +56,15 @@ def test_part_params_reach_the_part():
 
 def test_unknown_part_and_bad_part_params_fail_before_building():
     with pytest.raises(PluginError, match="unknown loss 'dcie'; did you mean 'dice'"):
-        SPEC.parse_params(cli={"parts": "ce:1,dcie:1"})
+        SPEC.parse_params(cli={"parts": "ce:1,dcie:1"}, registry=REGISTRY)
     with pytest.raises(ConfigError, match="bad loss parameter for 'focal': gamma"):
-        SPEC.parse_params({"parts": {"focal": 1}, "params": {"focal": {"gamma": -1}}})
+        SPEC.parse_params({"parts": {"focal": 1}, "params": {"focal": {"gamma": -1}}}, registry=REGISTRY)
     with pytest.raises(ConfigError, match="params names 'dice', which is not among parts"):
-        SPEC.parse_params({"parts": {"ce": 1}, "params": {"dice": {}}})
+        SPEC.parse_params({"parts": {"ce": 1}, "params": {"dice": {}}}, registry=REGISTRY)
     with pytest.raises(ConfigError, match="cannot contain itself"):
-        SPEC.parse_params({"parts": {"combo": 1}})
+        SPEC.parse_params({"parts": {"combo": 1}}, registry=REGISTRY)
     with pytest.raises(ConfigError, match="parts"):
-        SPEC.parse_params(cli={"parts": "ce:heavy"})
+        SPEC.parse_params(cli={"parts": "ce:heavy"}, registry=REGISTRY)
 
 
 def test_weight_ramps_over_epochs():

@@ -1,0 +1,63 @@
+"""`harness compare A B`: the paired bootstrap of mIoU(B) - mIoU(A) over validation images."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.table import Table
+
+from harness.cli.options import add_common, print_json, wide_console
+from harness.store import resolve_store_path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="is B better than A? paired bootstrap of the mIoU difference",
+        description="Paired bootstrap over validation images of mIoU(B) - mIoU(A). A and B are each a run id "
+        "(or unique prefix) or a config hash prefix (the leaderboard's config column: all finished runs of "
+        "that configuration, paired with the other side by seed). Two runs pair only when they were "
+        "validated on the same images (same data, split and seed).",
+    )
+    add_common(p)
+    p.add_argument("a", help="run id, unique run id prefix, or config hash prefix")
+    p.add_argument("b", help="run id, unique run id prefix, or config hash prefix")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap replicates (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the resampling (default 0)")
+    p.add_argument("--metric", choices=("an2dl", "fg"), default="an2dl", help="an2dl (challenge) or fg mIoU")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.analysis.compare import CONFIDENCE, compare_store
+
+    result = compare_store(
+        resolve_store_path(args.store),
+        args.a,
+        args.b,
+        resamples=args.resamples,
+        seed=args.seed,
+        metric=args.metric,
+    )
+    if args.format == "json":
+        print_json(result.to_dict())
+        return 0
+    table = Table(title=f"paired bootstrap of mIoU ({result.metric}): B − A", show_header=False)
+    table.add_column("what")
+    table.add_column("value", overflow="fold")
+    seeds = ", ".join(str(s) for s in result.seeds)
+    table.add_row("A", f"{result.a_kind} {result.a}")
+    table.add_row("B", f"{result.b_kind} {result.b}")
+    table.add_row("pairs", f"{result.pairs} (seed{'s' * (result.pairs != 1)} {seeds})")
+    table.add_row("validation images", f"{result.images} (resampled within each pair)")
+    table.add_row("mIoU A / B", f"{result.a_miou:.4f} / {result.b_miou:.4f}")
+    table.add_row("B − A", f"{result.difference:+.4f}")
+    table.add_row(f"{CONFIDENCE:.0%} interval", f"[{result.ci_low:+.4f}, {result.ci_high:+.4f}]")
+    table.add_row("resamples", f"{result.resamples} (seed {result.seed})")
+    wide_console().print(table)
+    if result.excludes_zero:
+        better = "B" if result.difference > 0 else "A"
+        print(f"the interval excludes zero: {better} is better on these validation images")
+    else:
+        print("the interval contains zero: no clear difference on these validation images")
+    return 0

@@ -1,0 +1,164 @@
+"""What the subcommands share: their common options, flags turned into settings, the registry, the consoles.
+
+- `add_common` (`--store`, `-p no:NAME`), `add_plugin_option`, `add_set_option` and `add_config_options`
+  (the options that define a run: `run`, `sweep`, `data preview`);
+- `flag_settings`: the run-config flags as `--set` assignments (flags override the TOML file, `--set`
+  overrides flags), and `resolved_config`, the checked configuration of `run` and `data preview`;
+- `load_registry`: the plugins, with one warning line per plugin that failed to load;
+- `error_console` (stderr, built once) and `wide_console` (stdout, not squashed into 80 columns).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import sys
+from typing import Any
+
+from rich.console import Console
+
+from harness.config import Resolved, build_config, read_toml, resolve
+from harness.plugins import Registry, load_plugins, parse_blocked
+
+EXIT_FAILED = 1
+
+# flag -> config path; flags override the TOML file, --set overrides flags
+FLAG_SETTINGS = {
+    "epochs": "train.epochs",
+    "max_minutes": "train.max_minutes",
+    "seed": "seed",
+    "device": "train.device",
+    "limit": "data.limit",
+    "batch_size": "train.batch_size",
+    "data": "data.source",
+}
+
+PLUGIN_SECTIONS = ("arch", "loss", "balancer", "data")
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    """`--store PATH` and `-p no:NAME`: what every subcommand that reads the store and plugins takes."""
+    parser.add_argument(
+        "--store", metavar="PATH", help="run store (SQLite); default $HARNESS_STORE or runs/harness.sqlite"
+    )
+    add_plugin_option(parser)
+
+
+def add_plugin_option(parser: argparse.ArgumentParser) -> None:
+    """The repeatable `-p no:NAME`, collected in `args.plugin_options`."""
+    parser.add_argument(
+        "-p",
+        dest="plugin_options",
+        action="append",
+        default=[],
+        metavar="no:NAME",
+        help="disable a plugin by name (repeatable), e.g. -p no:my_blocks",
+    )
+
+
+def add_set_option(p: argparse.ArgumentParser, help_text: str) -> None:
+    """The repeatable `--set SECTION.KEY=VALUE` config override, collected in `args.settings`."""
+    p.add_argument(
+        "--set", dest="settings", action="append", default=[], metavar="SECTION.KEY=VALUE", help=help_text
+    )
+
+
+def add_config_options(p: argparse.ArgumentParser, lists: bool = False) -> None:
+    """The options that define a run's configuration (shared by `run`, `sweep` and `data preview`).
+
+    With `lists` (sweep), --arch/--loss/--balancer take comma-separated lists and --config may hold
+    a [[runs]] list."""
+    if lists:
+        p.add_argument("--arch", help="comma-separated architectures, e.g. unet,unetpp (default unet)")
+        p.add_argument("--loss", help="comma-separated losses, e.g. ce,combo (default ce)")
+        p.add_argument("--balancer", help="comma-separated balancers, e.g. none,copypaste (default none)")
+    else:
+        p.add_argument(
+            "--arch", help="architecture name (see `harness list --kind architecture`); default unet"
+        )
+        p.add_argument("--loss", help="loss name; default ce")
+        p.add_argument("--balancer", help="balancer name; default none")
+    for section in PLUGIN_SECTIONS:
+        p.add_argument(
+            f"--{section}-param",
+            action="append",
+            default=[],
+            metavar="K=V",
+            help=f"{section} plugin parameter (repeatable); validated by the plugin's params model",
+        )
+    p.add_argument("--data", help="dataset name or AN2DL .npz path; default synthetic")
+    p.add_argument("--config", metavar="FILE.toml", help="a RunConfig as TOML (flags and --set override it)")
+    add_set_option(p, "override any config value, e.g. --set train.lr=3e-4 --set augment.preset=standard")
+    p.add_argument("--epochs", type=int, help="maximum epochs (train.epochs)")
+    p.add_argument("--seed", type=int, help="run seed")
+    p.add_argument("--limit", type=int, help="use only the first N training images")
+    p.add_argument("--batch-size", type=int, help="training batch size (train.batch_size)")
+
+
+def flag_settings(args: argparse.Namespace) -> list[str]:
+    """The given run-config flags as `path=value` assignments, then the `--set` ones (which win)."""
+    flags = [
+        f"{path}={getattr(args, flag)}"
+        for flag, path in FLAG_SETTINGS.items()
+        if getattr(args, flag, None) is not None
+    ]
+    return flags + list(args.settings)
+
+
+def plugin_params(args: argparse.Namespace) -> dict[str, list[str]]:
+    """`--arch-param`, `--loss-param`, `--balancer-param` and `--data-param`, by section."""
+    return {s: getattr(args, f"{s}_param") for s in PLUGIN_SECTIONS}
+
+
+def base_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The `--config` file with the `--arch/--loss/--balancer` choices on top."""
+    base = read_toml(args.config) if args.config else {}
+    for section in ("arch", "loss", "balancer"):
+        name = getattr(args, section)
+        if name is None:
+            continue
+        node = base.get(section) if isinstance(base.get(section), dict) else {}
+        if node.get("name") != name:
+            node = {"name": name}  # the file's params belonged to another plugin
+        base[section] = node
+    return base
+
+
+def resolved_config(args: argparse.Namespace, registry: Registry) -> Resolved:
+    """The run configuration the flags, file and --set describe, checked against the plugins."""
+    config, cli_params = build_config(
+        base_config(args), settings=flag_settings(args), plugin_params=plugin_params(args)
+    )
+    return resolve(config, registry, cli_params)
+
+
+def load_registry(args: argparse.Namespace, err: Console) -> Registry:
+    """The plugins minus `-p no:NAME`; each plugin that failed to load is one warning line on `err`."""
+    registry = load_plugins(blocked=parse_blocked(args.plugin_options))
+    for problem in registry.problems:
+        err.print(f"harness: warning: {problem}", markup=False)
+    return registry
+
+
+@functools.cache
+def error_console() -> Console:
+    """The stderr console of errors, warnings and status lines (built once; it writes to the current
+    sys.stderr at each print)."""
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def wide_console() -> Console:
+    """A console that does not squash wide tables into 80 columns when output goes to a file or pipe."""
+    console = Console(highlight=False)
+    return console if console.is_terminal else Console(highlight=False, width=200)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, allow_nan=False) + "\n")
+
+
+def fmt(value: float | None, digits: int = 4) -> str:
+    """A metric with `digits` decimals; – for a missing or NaN value."""
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"

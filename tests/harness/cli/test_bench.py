@@ -1,0 +1,58 @@
+"""`harness bench` runs end to end on a tiny setting (speed is measured by the benchmark, never asserted)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.cli.app import main
+
+TINY_BENCH = [
+    "--set", "arch.params.width=4",
+    "--set", "arch.params.depth=2",
+    "--set", "data.params.n=40",
+    "--set", "data.params.test_n=0",
+    "--batch-size", "4",
+    "--steps", "2",
+    "--warmup-steps", "1",
+    "--repeats", "2",
+    "--infer-batch", "8",
+]  # fmt: skip
+
+KEYS = ("naive_img_s", "harness_img_s", "speedup", "infer_img_s", "mfu", "params", "gflops", "peak_mem_mb")
+
+
+def test_bench_json_has_every_key_per_architecture(capsys):
+    assert main(["bench", "--arch", "unet", *TINY_BENCH, "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    row = result["architectures"]["unet"]
+    for key in KEYS:
+        assert key in row, key
+    assert row["naive_img_s"] > 0 and row["harness_img_s"] > 0 and row["infer_img_s"] > 0
+    assert row["speedup"] == pytest.approx(row["harness_img_s"] / row["naive_img_s"])
+    assert 0 < row["mfu"] < 1.5  # a fraction of a peak measured in the same process
+    assert row["params"] > 0 and row["gflops"] > 0
+    assert len(result["settings"]["archs"]) == 1 and result["peak_tflops"]
+
+
+def test_bench_table_names_the_architecture_and_the_peak(capsys):
+    assert main(["bench", "--arch", "unet", *TINY_BENCH, "--warmup-steps", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "unet" in out and "peak matmul" in out and "speedup" in out
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--arch", "unett"], "unett"),
+        (["--arch", "unet", "--steps", "0"], "--steps"),
+        (["--arch", "unet", "--batch-size", "-1"], "--batch-size"),
+        (["--arch", ","], "--arch"),
+        (["--arch", "unet", "--set", "train.lr=-1"], "train.lr"),
+    ],
+)
+def test_bad_bench_flags_are_one_line_and_exit_2(flags, message, capsys):
+    assert main(["bench", *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1

@@ -1,0 +1,32 @@
+"""`harness data inspect|preview`: the report as JSON, the preview sheet, bad --count."""
+
+from __future__ import annotations
+
+import json
+
+from harness.cli.app import main
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_data_inspect_json_and_preview_sheet(capsys, tmp_path, store_path):
+    code, out, err = run_cli(capsys, "data", "inspect", "synthetic", "--format", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert {"classes", "duplicate_mask_groups", "outliers", "summary"} <= set(report)
+    assert report["summary"]["images"] == 512
+
+    sheet = tmp_path / "sheet.png"
+    code, out, err = run_cli(
+        capsys, "data", "preview", "--balancer", "oversample", "--data-param", "n=48", "--out", str(sheet)
+    )
+    assert code == 0, err
+    assert sheet.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not store_path.exists()
+
+    code, _, err = run_cli(capsys, "data", "preview", "--out", str(sheet), "--count", "500")
+    assert code == 2 and "--count must be between 1 and 64" in err

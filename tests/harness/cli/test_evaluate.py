@@ -1,0 +1,114 @@
+"""`harness evaluate` the command: --data is required, the metrics table (a row per class, – for the ignored
+one) or the JSON of api.evaluate, exit code 0."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from harness import api
+from harness.cli.app import build_parser, main
+
+CLASSES = ["background", "soil", "bedrock", "sand", "big rock"]
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    """A small labelled AN2DL npz (4 images, no test_set: evaluate needs none)."""
+    path = tmp_path_factory.mktemp("evaluate") / "labelled.npz"
+    rng = np.random.default_rng(0)
+    train = np.stack([rng.integers(0, 256, (4, 64, 128)), rng.integers(0, 5, (4, 64, 128))], axis=1)
+    np.savez(path, training_set=train.astype(np.uint8))
+    return path
+
+
+def evaluate_cli(capsys, trained, *argv):
+    code = main(["evaluate", trained.run_id, *argv, "--store", str(trained.store)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_the_flags_and_their_defaults(capsys):
+    args = build_parser().parse_args(["evaluate", "abc", "--data", "x.npz"])
+    assert (args.run_id, args.data, args.format, args.device, args.store) == (
+        "abc",
+        "x.npz",
+        "table",
+        "auto",
+        None,
+    )
+    assert main(["evaluate", "abc"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "harness: error: harness evaluate: the following arguments are required: --data "
+        "(see harness evaluate --help)"
+    )
+
+
+def test_json_is_what_the_api_returns(capsys, trained, labelled):
+    code, out, err = evaluate_cli(
+        capsys, trained, "--data", str(labelled), "--format", "json", "--device", "cpu"
+    )
+    assert code == 0, err
+    shown = json.loads(out)
+    want = api.evaluate(trained.run_id, str(labelled), store=trained.store, device="cpu")
+    assert shown == json.loads(json.dumps(want))  # the same numbers, printed as JSON
+    assert shown["run_id"] == trained.run_id and shown["data"] == str(labelled) and shown["images"] == 4
+    assert list(shown["iou"]) == CLASSES
+
+
+def test_the_table_has_a_row_per_metric_and_class(capsys, trained, labelled):
+    code, out, err = evaluate_cli(capsys, trained, "--data", str(labelled), "--device", "cpu")
+    assert code == 0 and err == ""
+    squeezed = "".join(out.split())  # the title wraps (anywhere, even inside the path) at the table's width
+    assert "".join(f"run {trained.run_id} on {labelled} (4 images)".split()) in squeezed
+    assert "┃ metric" in out and "value ┃" in out  # the header
+    rows = {}
+    for line in out.splitlines():
+        cells = [cell.strip() for cell in line.strip("│ ").split("│")]
+        if len(cells) == 2:
+            rows[cells[0]] = cells[1]
+    scored = api.evaluate(trained.run_id, str(labelled), store=trained.store, device="cpu")
+    assert list(rows) == [
+        "mIoU (an2dl)",
+        "mIoU (fg)",
+        "pixel accuracy",
+        *(f"IoU {name}" for name in CLASSES),
+    ]
+    assert rows["mIoU (an2dl)"] == f"{scored['miou_an2dl']:.4f}"
+    assert rows["pixel accuracy"] == f"{scored['pixel_accuracy']:.4f}"
+    assert rows["IoU background"] == "–"  # the ignored class has no IoU
+    assert rows["IoU sand"] == f"{scored['iou']['sand']:.4f}"
+
+
+def test_each_row_shows_its_own_number_with_four_decimals(capsys, monkeypatch):
+    seen = {}
+
+    def fake_evaluate(run_id, data, *, store, device, plugins):
+        seen.update(run_id=run_id, data=data, store=store, device=device)
+        iou = {"background": None, "soil": 0.123456, "sand": float("nan")}
+        return {
+            "run_id": "r1",
+            "data": "d.npz",
+            "images": 9,
+            "miou_an2dl": 0.5,
+            "miou_fg": 0.25,
+            "pixel_accuracy": 0.75,
+            "iou": iou,
+        }
+
+    monkeypatch.setattr(api, "evaluate", fake_evaluate)
+    assert main(["evaluate", "r1", "--data", "d.npz", "--store", "s.sqlite", "--device", "cpu"]) == 0
+    assert seen == {"run_id": "r1", "data": "d.npz", "store": "s.sqlite", "device": "cpu"}
+    out = capsys.readouterr().out
+    rows = [" ".join(line.replace("│", " ").split()) for line in out.splitlines() if line.startswith("│")]
+    assert rows == [
+        "mIoU (an2dl) 0.5000",
+        "mIoU (fg) 0.2500",
+        "pixel accuracy 0.7500",
+        "IoU background –",
+        "IoU soil 0.1235",
+        "IoU sand –",  # NaN (no pixels of the class) shows as – too
+    ]
