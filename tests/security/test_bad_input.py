@@ -21,7 +21,7 @@ import torch
 from harness.cli.app import main
 from harness.data.dataset import load_npz
 from harness.errors import DataError
-from tests_support import TINY_ARGS
+from tests_support import TINY_ARGS, run_cli
 
 H, W = 8, 12  # not a multiple of 16 or 32: padding is the harness's job, not the file's
 
@@ -177,12 +177,6 @@ NPZ_REFUSED: dict[str, tuple[Callable[[Path], None], str]] = {
     "damaged compressed member": (_damaged_member, "key 'training_set' cannot be read"),
     "zip member without .npy header": (_member_without_npy_header, "key 'training_set' is not a numpy array"),
 }
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def refused(capsys, *argv: str) -> tuple[int, str]:

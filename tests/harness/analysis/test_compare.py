@@ -11,51 +11,8 @@ from harness.analysis.compare import bootstrap_differences, compare, miou_batch,
 from harness.errors import HarnessError
 from harness.inference.metrics import metrics_from_confusion
 from harness.store import RunStore
-from harness.training.checkpoints import PER_IMAGE_NAME, save_per_image
-
-K = 5
-CLASSES = ["background", "soil", "bedrock", "sand", "big rock"]
-
-
-def per_image(accuracy: float, n: int = 120, seed: int = 0) -> np.ndarray:
-    """(n, K, K) confusion matrices: each foreground pixel right with probability `accuracy`, else spread."""
-    rng = np.random.default_rng(seed)
-    out = np.zeros((n, K, K), dtype=np.int64)
-    for i in range(n):
-        for truth in range(1, K):
-            pixels = int(rng.integers(0, 400))
-            wrong = [c for c in range(1, K) if c != truth]
-            shares = [accuracy] + [(1 - accuracy) / len(wrong)] * len(wrong)
-            counts = rng.multinomial(pixels, shares)
-            out[i, truth, truth] = counts[0]
-            out[i, truth, wrong] = counts[1:]
-    return out
-
-
-def add_run(
-    store: RunStore, run_id: str, confusion, *, seed=0, config_hash="cfg-a", indices=None, status="finished"
-):
-    store.start_run(
-        run_id=run_id,
-        config={"data": {"ignore_index": 0}},
-        config_hash=config_hash,
-        seed=seed,
-        arch="unet",
-        loss="ce",
-        balancer="none",
-        dataset_id="synthetic",
-        device="cpu",
-        torch_version=torch.__version__,
-        params=1,
-        gflops=None,
-        class_names=CLASSES,
-    )
-    store.finish_run(run_id, status=status, metrics={"miou_an2dl": 0.5, "miou_fg": 0.5})
-    if confusion is not None:
-        folder = store.run_dir(run_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        rows = torch.arange(len(confusion)) * 3 if indices is None else torch.as_tensor(indices)
-        save_per_image(folder / PER_IMAGE_NAME, rows, torch.as_tensor(confusion))
+from harness.training.checkpoints import PER_IMAGE_NAME
+from tests_support import K, add_run, per_image
 
 
 @pytest.fixture

@@ -8,21 +8,7 @@ import sys
 import pytest
 
 from harness.cli.app import main
-
-
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_bad_input(capsys, store_path, *argv, match):
-    code, out, err = run_cli(capsys, *argv, "--store", str(store_path))
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("harness: error: "), err
-    assert match in lines[0]
-    assert not store_path.exists() and not store_path.parent.exists()
+from tests_support import assert_bad_input, run_cli
 
 
 @pytest.mark.parametrize(

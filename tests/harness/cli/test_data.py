@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import json
 
-from harness.cli.app import main
-
-
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests_support import run_cli
 
 
 def test_data_inspect_json_and_preview_sheet(capsys, tmp_path, store_path):

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-from harness.cli.app import main
-
-
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests_support import run_cli
 
 
 def test_leaderboard_on_missing_store_creates_nothing(capsys, store_path):

@@ -10,12 +10,7 @@ import pytest
 
 from harness import api
 from harness.cli.app import build_parser, main
-
-
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests_support import run_cli
 
 
 @pytest.fixture(scope="module")

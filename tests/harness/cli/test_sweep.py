@@ -9,18 +9,12 @@ import shutil
 import pytest
 
 from harness.cli import sweep as sweep_cli
-from harness.cli.app import build_parser, main
+from harness.cli.app import build_parser
 from harness.sweep.local import Outcome, SweepResult
-from tests_support import TINY_ARGS
+from tests_support import TINY_ARGS, run_cli
 
 GRID = ["--arch", "unet,attunet", "--loss", "ce,dice", "--balancer", "none,classweights"]
 TINY = TINY_ARGS  # the tiny run of tests_support; --no-progress suits a sweep too
-
-
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

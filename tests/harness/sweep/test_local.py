@@ -12,17 +12,10 @@ import time
 
 import pytest
 
-from harness.cli.app import main
-from tests_support import TINY_ARGS
+from tests_support import TINY_ARGS, run_cli
 
 GRID = ["--arch", "unet,attunet", "--loss", "ce,dice", "--balancer", "none,classweights"]
 TINY = TINY_ARGS  # the tiny run of tests_support; --no-progress suits a sweep too
-
-
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def finished_keys(store_path) -> list[tuple[str, int]]:

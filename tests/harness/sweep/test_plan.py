@@ -6,18 +6,11 @@ from collections import Counter
 
 import pytest
 
-from harness.cli.app import main
 from harness.plugins import load_plugins
 from harness.sweep.plan import plan, seed_list, split_list
-from tests_support import TINY_ARGS
+from tests_support import TINY_ARGS, run_cli
 
 TINY = TINY_ARGS  # the tiny run of tests_support; --no-progress suits a sweep too
-
-
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_grid_expands_every_combination_and_seed():

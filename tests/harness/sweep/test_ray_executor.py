@@ -8,17 +8,10 @@ import sys
 
 import ray
 
-from harness.cli.app import main
 from harness.sweep.ray_executor import RAY_MISSING
-from tests_support import TINY_ARGS
+from tests_support import TINY_ARGS, run_cli
 
 RAY = ["--executor", "ray", "--format", "json"]
-
-
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def runs_in(store_path) -> dict[str, str]:

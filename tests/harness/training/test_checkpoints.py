@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import copy
 import json
-import sqlite3
-from contextlib import closing
 from pathlib import Path
 
 import pytest
 import torch
 
 from harness import api, hookimpl
-from harness.cli.app import main
 from harness.errors import HarnessError
 from harness.plugins import load_plugins
 from harness.store import RunStore
@@ -30,30 +27,7 @@ from harness.training.checkpoints import (
     save_last,
 )
 from harness.training.schedule import PlateauSchedule
-from tests_support import TINY_CONFIG
-
-
-def tiny(**train):
-    config = copy.deepcopy(TINY_CONFIG)
-    config["train"].update(train)
-    return config
-
-
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def query(store_path: Path, sql: str, *params) -> list[tuple]:
-    """Rows from the store as another process sees them; [] while it does not exist yet."""
-    if not store_path.exists():
-        return []
-    try:
-        with closing(sqlite3.connect(store_path, timeout=10)) as conn:
-            return conn.execute(sql, params).fetchall()
-    except sqlite3.Error:  # created but not yet initialised
-        return []
+from tests_support import query, run_cli, tiny
 
 
 def test_a_checkpoint_round_trips_weights_and_plain_metadata(tmp_path):

@@ -6,7 +6,6 @@ Subprocess tests signal a real `python -m harness` once the store shows the run 
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -22,41 +21,13 @@ from pathlib import Path
 import pytest
 
 from harness import api
-from harness.cli.app import main
 from harness.store import Heartbeat, RunClaimed, RunStore
 from harness.sweep.plan import done_keys
 from harness.training.checkpoints import load_checkpoint
-from tests_support import TINY_ARGS, TINY_CONFIG
+from tests_support import TINY_ARGS, integrity, query, run_cli, tiny
 
 ROOT = Path(__file__).resolve().parents[3]
 LONG = ["--set", "train.early_stop_patience=50"]  # no early stop: the epoch limit decides
-
-
-def tiny(**train):
-    config = copy.deepcopy(TINY_CONFIG)
-    config["train"].update(train)
-    return config
-
-
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def query(store_path: Path, sql: str, *params) -> list[tuple]:
-    """Rows from the store as another process sees them; [] while it does not exist yet."""
-    if not store_path.exists():
-        return []
-    try:
-        with closing(sqlite3.connect(store_path, timeout=10)) as conn:
-            return conn.execute(sql, params).fetchall()
-    except sqlite3.Error:  # created but not yet initialised
-        return []
-
-
-def integrity(store_path: Path) -> str:
-    return query(store_path, "PRAGMA integrity_check")[0][0]
 
 
 def harness(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -13,13 +12,7 @@ from harness.errors import ConfigError
 from harness.plugins import load_plugins
 from harness.store import RunStore
 from harness.training.checkpoints import load_checkpoint
-from tests_support import TINY_CONFIG
-
-
-def tiny(**train):
-    config = copy.deepcopy(TINY_CONFIG)
-    config["train"].update(train)
-    return config
+from tests_support import tiny
 
 
 def test_one_epoch_run_is_recorded_with_a_loadable_checkpoint(store_path):
