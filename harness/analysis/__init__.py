@@ -1,0 +1,1 @@
+"""Comparisons, the report and its figures, and the speed benchmark: what is read from finished runs."""

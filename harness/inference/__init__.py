@@ -1,0 +1,1 @@
+"""Running a model: device and precision choice, padding and normalisation, scoring, the metric, cost."""

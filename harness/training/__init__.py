@@ -1,0 +1,1 @@
+"""Training one run: prepare, then execute (record, signals, outcomes) around the loop; checkpoints."""
