@@ -14,7 +14,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt $(EXAMPLE)/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,ray]"
+	$(BIN)/python -m pip uninstall -qq -y harness  # the distribution's old name (now segharness), if there
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,ray,log]"
 	$(BIN)/python -m pip install -q -c constraints.txt -e $(EXAMPLE)
 	touch $(STAMP)
 

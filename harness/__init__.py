@@ -13,6 +13,8 @@ from typing import Any
 
 import pluggy
 
+__version__ = "0.1.0"  # the one place it is written: pyproject.toml reads it (tool.setuptools.dynamic)
+
 hookimpl = pluggy.HookimplMarker("harness")
 
 _API = ("run", "load_run", "leaderboard", "predict", "evaluate", "RunConfig", "RunResult")

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
@@ -28,6 +27,9 @@ from harness.store import RunStore, resolve_store_path
 from harness.training.checkpoints import load_best_model
 from harness.training.run import RunResult, execute
 from leaderboard.table import group_rows, leaderboard_frame, leaderboard_rows
+
+if TYPE_CHECKING:  # pandas is imported by leaderboard_frame, only when a DataFrame is asked for
+    import pandas as pd
 
 __all__ = [
     "run",

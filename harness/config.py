@@ -70,6 +70,36 @@ class AugmentConfig(Strict):
         return pipeline_from_config(self.preset, self.steps, self.strong_steps)
 
 
+# The built-in loggers (plugins/loggers/): `--log` and log.loggers accept these names.
+LOGGERS = ("csv", "mlflow", "tensorboard")
+
+
+class LogConfig(Strict):
+    """Where a run is logged besides the store. Not part of the config hash: logging never changes a run."""
+
+    loggers: list[str] = Field(
+        default_factory=list, description="Loggers to write to: csv, mlflow, tensorboard (none by default)."
+    )
+    dir: str | None = Field(
+        None,
+        description="Log directory: DIR/<run_id>/ (csv, tensorboard) and DIR/mlruns; default the run's "
+        "directory and the store's.",
+    )
+    experiment: str | None = Field(None, description="MLflow experiment name; default harness.")
+
+    @field_validator("loggers")
+    @classmethod
+    def _known_loggers(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if name not in LOGGERS:
+                raise PydanticCustomError(
+                    "logger",
+                    "unknown logger '{name}'{hint} (choices: {choices})",
+                    {"name": name, "hint": did_you_mean(name, LOGGERS), "choices": ", ".join(LOGGERS)},
+                )
+        return list(dict.fromkeys(names))  # each logger once, in the order given
+
+
 class TrainConfig(Strict):
     epochs: int = Field(40, ge=1, description="Maximum number of epochs.")
     max_minutes: float | None = Field(None, gt=0, description="Time budget; stops cleanly and still records.")
@@ -131,6 +161,7 @@ class RunConfig(Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
 
 
 def settings_help() -> str:
@@ -253,8 +284,9 @@ _LATER_TRAIN_SETTINGS = {"sync_bn": False, "schedule": "plateau", "onecycle_pct"
 
 
 def config_hash(resolved: RunConfig) -> str:
-    """Hash of everything that defines the experiment except the seed, so seeds group together."""
-    payload = resolved.model_dump(mode="json", exclude={"seed"})
+    """Hash of everything that defines the experiment except the seed (so seeds group together) and the
+    log section (logging does not change a run)."""
+    payload = resolved.model_dump(mode="json", exclude={"seed", "log"})
     payload["train"].pop("device", None)  # where a run happens does not change what it is
     # Settings added later are left out while they keep the behaviour older versions had, so the hashes
     # of runs recorded before them still match.

@@ -14,6 +14,7 @@ TensorBoard, MLflow...) and must not change it; their return values are ignored.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -86,7 +87,21 @@ def harness_epoch_end(run: RunInfo, epoch: int, values: dict[str, Any]) -> None:
     """Called after each epoch's validation with that epoch's numbers.
 
     `run` is the run (as in harness_run_start); `epoch` counts from 1.
-    `values` holds train_loss, val_loss, val_miou (an2dl), val_miou_fg, lr, seconds and img_s.
+    `values` holds train_loss, val_loss, val_miou (an2dl), val_miou_fg, val_iou, lr, seconds and img_s.
+    val_iou is a dict: class name -> that class's IoU (None where undefined, as for the ignored class).
+    """
+
+
+@hookspec
+def harness_best_epoch(run: RunInfo, epoch: int, sample: Callable[[], tuple[Any, Any, Any]]) -> None:
+    """Called after an epoch that improved the best validation mIoU (the one `best.pt` now holds).
+
+    `run` is the run (as in harness_run_start); `epoch` counts from 1. `sample()` returns
+    `(images, masks, predictions)`: uint8 numpy arrays of shape (N, H, W) for a fixed sample of up to 8
+    validation images (the same rows every epoch), their true masks and the model's predicted classes.
+    The predictions are computed on the first call of `sample()` and shared by every plugin, so a plugin
+    that does not want them costs nothing; call it within this hook (training goes on after it). The loop
+    calls this hook only when some plugin implements it.
     """
 
 

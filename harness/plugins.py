@@ -62,6 +62,9 @@ DEFAULT_PLUGINS = (
     "plugins.balancers.oversample",
     "plugins.balancers.copypaste",
     "plugins.datasets.synthetic",
+    "plugins.loggers.csv",
+    "plugins.loggers.tensorboard",
+    "plugins.loggers.mlflow",
 )
 
 # kind -> the hook returning that kind's specs

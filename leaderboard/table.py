@@ -11,9 +11,10 @@ import csv
 import io
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # imported in leaderboard_frame: `harness leaderboard` renders without it, faster
+    import pandas as pd
 
 METRICS = {"an2dl": "miou_an2dl", "fg": "miou_fg"}
 FORMATS = ("table", "markdown", "csv", "json", "html")
@@ -385,6 +386,8 @@ def render(
 
 def leaderboard_frame(rows: list[dict]) -> pd.DataFrame:
     """A DataFrame with one column per scalar field and one ``iou_<class>`` column per class in any row."""
+    import pandas as pd
+
     classes: list[str] = []
     for row in rows:
         classes.extend(name for name in row.get("iou") or {} if name not in classes)

@@ -18,7 +18,7 @@ from harness.analysis.overlays import OVERLAY_IMAGES, Say, best_run_overlays
 from harness.errors import HarnessError
 from harness.plugins import Registry
 from harness.store import RunStore, resolve_store_path
-from leaderboard.html import render_page
+from leaderboard.html import ConfigLinks, config_links, render_page
 from leaderboard.table import class_columns, format_duration, leaderboard_rows
 
 DEFAULT_TOP = 5
@@ -188,9 +188,11 @@ def leaderboard_page(
     top: int = 5,
     metric: str = "an2dl",
     plugins: Registry | None = None,
+    links: ConfigLinks | None = None,
 ) -> str:
     """The leaderboard as one self-contained HTML page: its table, then the report's figures for the top
-    `top` finished runs (images embedded), so the single file can be mailed to a teammate."""
+    `top` finished runs (images embedded), so the single file can be mailed to a teammate; `links`
+    (`leaderboard.html.config_links` of the table's rows) ends it with each row's resolved config."""
     store_path = resolve_store_path(store)
     pages = _Pages(None, lambda line: None)
     finished = {r["run_id"]: r for r in finished_runs(store_path)}
@@ -200,7 +202,7 @@ def leaderboard_page(
         classes = class_columns(rows, list(best.get("class_names") or []))
         _figures(pages, store_path, rows, finished, classes, metric, plugins, OVERLAY_IMAGES, False)
         pages.notes.insert(0, f"Figures: the top {len(rows)} finished runs by validation mIoU ({metric}).")
-    return render_page(title, headers, cells, pages.figures, notes=pages.notes)
+    return render_page(title, headers, cells, pages.figures, notes=pages.notes, links=links)
 
 
 def build_report(
@@ -241,7 +243,9 @@ def build_report(
     headers, cells = table_rows(rows, runs, classes)
     title = f"harness report: top {len(rows)} runs by mIoU ({metric})"
     index = pages.folder / FILES["index"]
-    index.write_text(render_page(title, headers, cells, pages.figures, notes=pages.notes), encoding="utf-8")
+    links = config_links(rows, list(runs.values()))
+    page = render_page(title, headers, cells, pages.figures, notes=pages.notes, links=links)
+    index.write_text(page, encoding="utf-8")
     pages.written.append(index)
     pages.say(f"wrote {index}")
     return pages.written

@@ -9,13 +9,16 @@ the run in progress as 'interrupted', print one line and exit 130 and 143.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 from types import ModuleType
 
+import harness
 from harness.cli import (
     bench,
     check_plugin,
     compare,
     data,
+    diff,
     evaluate,
     leaderboard,
     predict,
@@ -31,6 +34,7 @@ from harness.training.signals import Terminated, sigterm_interrupts
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
 EXIT_TERMINATED = 143  # 128 + SIGTERM
+DISTRIBUTION = "segharness"  # the name on the package index; the import package and the command are `harness`
 
 # name -> the module with its `add_parser` and `run`
 COMMANDS: dict[str, ModuleType] = {
@@ -41,6 +45,7 @@ COMMANDS: dict[str, ModuleType] = {
     "predict": predict,
     "evaluate": evaluate,
     "compare": compare,
+    "diff": diff,
     "report": report,
     "check-plugin": check_plugin,
     "data": data,
@@ -58,10 +63,19 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> Parser:
     """The whole command line: every subcommand of `COMMANDS`, each parser a one-line-error `Parser`."""
     parser = Parser(prog="harness", description="Plugin-based benchmark harness for semantic segmentation.")
+    parser.add_argument("--version", action="version", version=f"harness {version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
     for command in COMMANDS.values():
         command.add_parser(sub)
     return parser
+
+
+def version() -> str:
+    """The installed distribution's version; the package's own `__version__` when it is not installed."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return harness.__version__
 
 
 def main(argv: list[str] | None = None) -> int:

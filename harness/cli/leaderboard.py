@@ -68,10 +68,14 @@ def run(args: argparse.Namespace) -> int:
     title = f"harness leaderboard: {path} ({args.metric} mIoU, by {args.by})"
     if args.format == "html":  # the table plus the report's figures, in one page to mail
         from harness.analysis.report import leaderboard_page
+        from leaderboard.html import config_links
 
         headers, cells = display_table(rows, class_names)
         registry = load_registry(args, error_console())
-        text = leaderboard_page(title, headers, cells, store=path, metric=args.metric, plugins=registry)
+        links = config_links(rows, runs)
+        text = leaderboard_page(
+            title, headers, cells, store=path, metric=args.metric, plugins=registry, links=links
+        )
     else:
         text = render(rows, args.format, class_names, console=wide_console(), title=title)
     if text is not None:

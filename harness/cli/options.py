@@ -1,7 +1,8 @@
 """What the subcommands share: their common options, flags turned into settings, the registry, the consoles.
 
 - `add_common` (`--store`, `-p no:NAME`), `add_plugin_option`, `add_set_option` and `add_config_options`
-  (the options that define a run: `run`, `sweep`, `data preview`);
+  (the options that define a run: `run`, `sweep`, `data preview`), `add_log_options` (`--log`, `--log-dir`:
+  `run` and `sweep`);
 - `flag_settings`: the run-config flags as `--set` assignments (flags override the TOML file, `--set`
   overrides flags), and `resolved_config`, the checked configuration of `run` and `data preview`;
 - `load_registry`: the plugins, with one warning line per plugin that failed to load;
@@ -33,6 +34,8 @@ FLAG_SETTINGS = {
     "limit": "data.limit",
     "batch_size": "train.batch_size",
     "data": "data.source",
+    "log": "log.loggers",
+    "log_dir": "log.dir",
 }
 
 PLUGIN_SECTIONS = ("arch", "loss", "balancer", "data")
@@ -95,6 +98,22 @@ def add_config_options(p: argparse.ArgumentParser, lists: bool = False) -> None:
     p.add_argument("--seed", type=int, help="run seed")
     p.add_argument("--limit", type=int, help="use only the first N training images")
     p.add_argument("--batch-size", type=int, help="training batch size (train.batch_size)")
+
+
+def add_log_options(p: argparse.ArgumentParser) -> None:
+    """`--log NAMES` and `--log-dir DIR` (`run` and `sweep`): the loggers, off unless asked for."""
+    p.add_argument(
+        "--log",
+        metavar="NAMES",
+        help="also log each run to these comma-separated loggers: csv, mlflow, tensorboard (log.loggers; "
+        "default none; not part of the config hash)",
+    )
+    p.add_argument(
+        "--log-dir",
+        metavar="DIR",
+        help="where loggers write: DIR/<run_id>/ (csv, tensorboard) and DIR/mlruns (mlflow, unless "
+        "MLFLOW_TRACKING_URI is set); default the run's directory and the store's (log.dir)",
+    )
 
 
 def flag_settings(args: argparse.Namespace) -> list[str]:

@@ -11,6 +11,7 @@ from harness.cli.options import (
     EXIT_FAILED,
     add_common,
     add_config_options,
+    add_log_options,
     error_console,
     fmt,
     load_registry,
@@ -39,6 +40,8 @@ CONFIG_FLAGS = {
     "limit": "--limit",
     "batch_size": "--batch-size",
     "max_minutes": "--max-minutes",
+    "log": "--log",
+    "log_dir": "--log-dir",
 }
 
 
@@ -52,6 +55,7 @@ def add_parser(sub) -> None:
     )
     add_common(p)
     add_config_options(p)
+    add_log_options(p)
     p.add_argument(
         "--max-minutes", type=float, help="time budget; stops cleanly, still evaluates and records"
     )

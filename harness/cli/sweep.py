@@ -12,6 +12,7 @@ from harness.cli.options import (
     EXIT_FAILED,
     add_common,
     add_config_options,
+    add_log_options,
     error_console,
     flag_settings,
     load_registry,
@@ -42,6 +43,7 @@ def add_parser(sub) -> None:
     )
     add_common(p)
     add_config_options(p, lists=True)
+    add_log_options(p)
     p.add_argument("--seeds", type=int, help="run each configuration with N seeds (seed, seed+1, ...)")
     p.add_argument(
         "--max-minutes-per-run",
@@ -57,7 +59,7 @@ def add_parser(sub) -> None:
         choices=("local", "ray"),
         default="local",
         help="local (default): one run after another here; ray: each run a Ray task (pip install "
-        "'harness[ray]')",
+        "'segharness[ray]')",
     )
     p.add_argument("--address", help="Ray cluster to join (with --executor ray); default: start a local one")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")

@@ -27,7 +27,7 @@ from harness.store import RunStore
 from harness.sweep.local import Executor, Outcome, SweepReporter
 from harness.sweep.plan import PlannedRun
 
-RAY_MISSING = "--executor ray needs ray: pip install 'harness[ray]'"
+RAY_MISSING = "--executor ray needs ray: pip install 'segharness[ray]'"
 CPUS_ENV = "HARNESS_RAY_CPUS_PER_RUN"
 # How long Ctrl-C waits for cancelled runs to record themselves as interrupted before the driver leaves.
 CANCEL_GRACE_S = 10.0

@@ -11,6 +11,7 @@ inside an epoch.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from harness.augment.backend import batch_augmenter, epoch_view
 from harness.config import Resolved
 from harness.inference.device import eval_batch_size
 from harness.inference.metrics import metrics_from_confusion
-from harness.inference.scoring import autocast_for, forward_logits, score
+from harness.inference.scoring import autocast_for, forward_logits, predict_masks, score
 from harness.specs import RunInfo
 from harness.store import RunStore
 from harness.training.checkpoints import (
@@ -146,6 +147,7 @@ def run_loop(
             "val_loss": val_loss,
             "val_miou": _nan_to_none(metrics.miou_an2dl),
             "val_miou_fg": _nan_to_none(metrics.miou_fg),
+            "val_iou": {n: _nan_to_none(v) for n, v in zip(prep.data.class_names, metrics.iou, strict=True)},
             "lr": optimizer.param_groups[0]["lr"],
             "seconds": seconds,
             "img_s": seen / max(seconds, 1e-9),
@@ -162,6 +164,9 @@ def run_loop(
         schedule.step_epoch(current)
         if world.is_main:
             save_epoch(info, prep, optimizer, schedule, state, per_image, improved)
+        if improved and getattr(registry.hook.harness_best_epoch, "get_hookimpls", list)():
+            sample = functools.cache(lambda: best_sample(resolved, prep))  # computed only if a plugin asks
+            registry.hook.harness_best_epoch(run=info, epoch=epoch, sample=sample)
         if progress is not None:
             progress.epoch_line({**values, "val_miou": current, "val_miou_fg": metrics.miou_fg}, improved)
         registry.hook.harness_epoch_end(run=info, epoch=epoch, values=values)
@@ -334,6 +339,21 @@ def validate(resolved: Resolved, prep: Prepared, net: nn.Module):
     loss_sum = world.sum_(torch.tensor([val_loss * (part.stop - part.start)], device=prep.device))
     metrics = metrics_from_confusion(per_image.sum(0), cfg.data.ignore_index)
     return metrics, float(loss_sum) / max(count, 1), per_image
+
+
+def best_sample(resolved: Resolved, prep: Prepared, rows: int = 8):
+    """(images, masks, predictions) of the first `rows` validation images, uint8 numpy (N, H, W) arrays."""
+    images, masks = prep.val_images[:rows], prep.val_masks[:rows]
+    predictions = predict_masks(
+        prep.model,
+        images,
+        norm=prep.norm,
+        multiple=resolved.multiple,
+        ignore_index=resolved.config.data.ignore_index,
+        device=prep.device,
+        amp_dtype=prep.amp_dtype,
+    )
+    return images.cpu().numpy(), masks.cpu().numpy(), predictions.numpy()
 
 
 def _nan_to_none(value: float) -> float | None:

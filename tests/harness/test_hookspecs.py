@@ -14,7 +14,7 @@ from harness.specs import SPEC_KINDS, RunInfo
 from harness.store import RunStore
 from tests_support import TINY_CONFIG
 
-LIFECYCLE = ("harness_run_start", "harness_epoch_end", "harness_run_end")
+LIFECYCLE = ("harness_run_start", "harness_epoch_end", "harness_best_epoch", "harness_run_end")
 
 
 def _hookspecs() -> dict[str, object]:

@@ -8,6 +8,7 @@ and values, the CLI's filters, class names, run ids in pages and attribute-break
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import sqlite3
@@ -173,3 +174,24 @@ def test_report_escapes_run_ids_plugin_names_class_names_and_config_values(hosti
     assert "soil &lt;script&gt;" in page  # a class name from the store (a table header)
     assert "depth=&lt;script&gt;" in page  # an architecture parameter value from the config
     assert sorted(p.name for p in out.iterdir()) == ["class_iou.png", "index.html", "learning_curves.png"]
+
+
+@pytest.mark.parametrize("command", ["report", "leaderboard"])
+def test_config_sections_escape_hostile_keys_values_and_hashes(command, hostile_store, tmp_path, capsys):
+    out = tmp_path / "report"
+    extra = ["--out", str(out), "--top", "5", "--no-progress"]
+    extra = extra if command == "report" else ["--by", "run", "--format", "html"]
+    code = main([command, *extra, "--store", str(hostile_store)])
+    page, err = capsys.readouterr()
+    assert code == 0, err
+    page = (out / "index.html").read_text() if command == "report" else page
+    _assert_escaped(page)
+    sections = dict(re.findall(r'<section class="config" id="([^"]+)">.*?<pre>(.*?)</pre>', page, re.S))
+    links = re.findall(r'<a href="#([^"]+)">', page)
+    assert len(sections) == len(links) == len(HOSTILE)  # one per run: each run has its own hostile hash
+    assert set(links) == set(sections)
+    assert all(re.fullmatch(r"config-[A-Za-z0-9_-]+", anchor) for anchor in sections)  # never escaped
+    configs = [json.loads(html.unescape(text)) for text in sections.values()]
+    assert sorted(configs, key=json.dumps) == sorted((_config(v) for v in HOSTILE), key=json.dumps)
+    for text in sections.values():
+        assert "<" not in text and '"' not in text  # the JSON's own quotes are escaped too

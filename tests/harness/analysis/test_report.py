@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import html
+import json
 import re
 import shutil
 import sqlite3
@@ -60,7 +62,8 @@ def test_report_writes_the_figures_and_one_self_contained_page(two_runs, tmp_pat
     assert all(run_id in page for run_id in run_ids)
     embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert [base64.b64decode(e) for e in embedded] == [p.read_bytes() for p in expected[:-1]]
-    assert not re.search(r'(src|href)="(?!data:)', page)  # nothing to fetch: the one file can be mailed
+    # nothing to fetch: the one file can be mailed (its only links are to its own config sections)
+    assert not re.search(r'(src|href)="(?!data:|#config-)', page)
 
 
 def test_strings_from_the_store_are_escaped_in_the_page(two_runs, tmp_path, capsys):
@@ -126,4 +129,39 @@ def test_leaderboard_html_is_the_table_plus_the_figures_escaped(two_runs, tmp_pa
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script" not in page
     assert page.count("data:image/png;base64,") == 4  # curves, class IoU, confusion, overlays
     assert ">config</th>" in page and ">n</th>" in page  # grouped by configuration, like the table view
-    assert not re.search(r'(src|href)="(?!data:)', page)
+    assert not re.search(r'(src|href)="(?!data:|#config-)', page)
+
+
+def linked_configs(page: str) -> list[tuple[str, dict]]:
+    """Per table row, the text of its linked cell and the config its anchor's section holds."""
+    sections = {
+        anchor: json.loads(html.unescape(text))
+        for anchor, text in re.findall(
+            r'<section class="config" id="([^"]+)">.*?<pre>(.*?)</pre>', page, re.S
+        )
+    }
+    body = page.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    rows = body.strip().split("\n")
+    links = [re.findall(r'<a href="#([^"]+)">([^<]*)</a>', row) for row in rows]
+    assert all(len(found) == 1 for found in links), links  # one link per row
+    return [(text, sections[anchor]) for ((anchor, text),) in links]
+
+
+@pytest.mark.parametrize(
+    "argv", [["report"], ["leaderboard", "--by", "config"], ["leaderboard", "--by", "run"]]
+)
+def test_every_row_links_to_its_own_resolved_config(two_runs, tmp_path, capsys, argv):
+    out = tmp_path / "out"
+    extra = ["--out", str(out), "--no-progress"] if argv[0] == "report" else ["--format", "html"]
+    code = main([*argv, *extra, "--store", str(two_runs)])
+    page, stderr = capsys.readouterr()
+    assert code == 0, stderr
+    page = (out / FILES["index"]).read_text() if argv[0] == "report" else page
+    with RunStore(two_runs, create=False) as store:
+        runs = store.list_runs()
+    by_cell = {run["config_hash"][:8]: run for run in runs} | {run["run_id"]: run for run in runs}
+    linked = linked_configs(page)
+    assert len(linked) == len(runs) == 2
+    for text, config in linked:
+        assert config == by_cell[text]["config"]
+    assert {config["loss"]["name"] for _, config in linked} == {"ce", "dice"}

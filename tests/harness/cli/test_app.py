@@ -47,8 +47,8 @@ def test_every_command_of_the_table_is_one_module_with_its_parser_and_handler():
     from harness.cli import app
 
     assert list(app.COMMANDS) == [
-        "run", "sweep", "list", "leaderboard", "predict", "evaluate", "compare", "report", "check-plugin",
-        "data", "bench",
+        "run", "sweep", "list", "leaderboard", "predict", "evaluate", "compare", "diff", "report",
+        "check-plugin", "data", "bench",
     ]  # fmt: skip
     for name, module in app.COMMANDS.items():
         assert callable(module.add_parser) and callable(module.run), name
@@ -130,3 +130,41 @@ def test_python_m_harness_and_the_console_script_are_the_same_main():
         [sys.executable, "-m", "harness.cli", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert by_module == by_package and "check-plugin" in by_module
+
+
+def test_version_is_the_installed_distributions(capsys, monkeypatch):
+    import importlib.metadata
+
+    from harness.cli import app
+
+    asked = []
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: asked.append(name) or "9.8.7")
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and asked == [app.DISTRIBUTION] == ["segharness"]
+    assert capsys.readouterr().out == "harness 9.8.7\n"
+
+
+def test_version_outside_an_install_is_the_packages(capsys, monkeypatch):
+    import importlib.metadata
+
+    import harness
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    monkeypatch.setattr(harness, "__version__", "1.2.3")
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out == "harness 1.2.3\n"
+
+
+def test_version_from_the_command_line():
+    import harness
+
+    done = subprocess.run([sys.executable, "-m", "harness", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == ""
+    name, number = done.stdout.split()
+    assert name == "harness" and number.split(".")[0].isdigit()
+    assert number == harness.__version__  # pyproject.toml reads its version from harness.__version__

@@ -69,4 +69,6 @@ def test_missing_ray_is_one_line(capsys, store_path, monkeypatch):
     code, out, err = run_cli(capsys, "sweep", "--arch", "unet", *TINY_ARGS, *RAY, "--store", str(store_path))
     assert code == 2
     assert err.strip() == f"harness: error: {RAY_MISSING}"
+    # the distribution's name: `harness` on the package index is somebody else's project
+    assert "pip install 'segharness[ray]'" in RAY_MISSING
     assert not store_path.exists()
