@@ -116,3 +116,23 @@ def add_run(
         folder.mkdir(parents=True, exist_ok=True)
         rows = torch.arange(len(confusion)) * 3 if indices is None else torch.as_tensor(indices)
         save_per_image(folder / PER_IMAGE_NAME, rows, torch.as_tensor(confusion))
+
+
+def start_fields(run_id: str, **changes) -> dict:
+    """`RunStore.start_run` arguments for a bare run record (its config hash is its id unless changed)."""
+    fields = dict(
+        run_id=run_id,
+        config={},
+        config_hash=run_id,
+        seed=0,
+        arch="unet",
+        loss="ce",
+        balancer="none",
+        dataset_id="d",
+        device="cpu",
+        torch_version="2",
+        params=1,
+        gflops=None,
+        class_names=["a"],
+    )
+    return {**fields, **changes}

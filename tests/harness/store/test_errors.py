@@ -9,24 +9,7 @@ from harness.cli import main
 from harness.errors import HarnessError
 from harness.store import RunStore
 from harness.store.errors import RunClaimed, RunNotFound, StoreError, StoreNotFound, StoreNotInitialised
-
-
-def _fields(run_id: str) -> dict:
-    return dict(
-        run_id=run_id,
-        config={},
-        config_hash="h",
-        seed=0,
-        arch="unet",
-        loss="ce",
-        balancer="none",
-        dataset_id="d",
-        device="cpu",
-        torch_version="2",
-        params=None,
-        gflops=None,
-        class_names=[],
-    )
+from tests_support import start_fields
 
 
 def one_error_line(capsys, *argv) -> str:
@@ -63,8 +46,8 @@ def test_each_error_is_raised_where_its_docstring_says(tmp_path):
     with RunStore(tmp_path / "runs.sqlite") as store:
         with pytest.raises(RunNotFound, match="has no runs yet"):
             store.get_run("anything")
-        store.start_run(**_fields("20261124-unet-aaaa"))
-        store.start_run(**_fields("20261124-unet-aabb"))
+        store.start_run(**start_fields("20261124-unet-aaaa"))
+        store.start_run(**start_fields("20261124-unet-aabb"))
         with pytest.raises(RunNotFound, match="'20261124-unet-aa' is ambiguous"):
             store.get_run("20261124-unet-aa")
 
@@ -87,7 +70,7 @@ def test_compare_names_a_missing_store_as_a_store_not_found(capsys, tmp_path):
 def test_an_unknown_run_id_is_one_line_with_a_suggestion(capsys, tmp_path):
     path = tmp_path / "harness.sqlite"
     with RunStore(path) as store:
-        store.start_run(**_fields("20261124-unet-abcdef"))
+        store.start_run(**start_fields("20261124-unet-abcdef"))
     store_flag = ["--store", str(path)]
     line = one_error_line(capsys, "evaluate", "nope", "--data", "synthetic", *store_flag)
     assert line == f"harness: error: unknown run 'nope' in {path}"

@@ -10,6 +10,7 @@ import pytest
 
 from harness.store import Heartbeat, RunStore, StoreError, heartbeat_seconds, lease_seconds, presumed_dead
 from harness.store.heartbeat import ago, process_owner, utc_now
+from tests_support import start_fields
 
 
 def test_heartbeat_and_lease_default_and_follow_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -60,21 +61,7 @@ def test_process_owner_names_this_process() -> None:
 def test_heartbeat_thread_refreshes_a_running_run(tmp_path: Path) -> None:
     path = tmp_path / "runs.sqlite"
     with RunStore(path) as store:
-        store.start_run(
-            run_id="r1",
-            config={},
-            config_hash="h",
-            seed=0,
-            arch="unet",
-            loss="ce",
-            balancer="none",
-            dataset_id="d",
-            device="cpu",
-            torch_version="x",
-            params=None,
-            gflops=None,
-            class_names=["a", "b"],
-        )
+        store.start_run(**start_fields("r1", class_names=["a", "b"]))
         first = store.get_run("r1")["heartbeat"]
         with Heartbeat(path, "r1", interval=0.05):
             deadline = time.monotonic() + 5.0

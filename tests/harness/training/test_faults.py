@@ -24,7 +24,7 @@ from harness import api
 from harness.store import Heartbeat, RunClaimed, RunStore
 from harness.sweep.plan import done_keys
 from harness.training.checkpoints import load_checkpoint
-from tests_support import TINY_ARGS, integrity, query, run_cli, tiny
+from tests_support import TINY_ARGS, integrity, query, run_cli, start_fields, tiny
 
 ROOT = Path(__file__).resolve().parents[3]
 LONG = ["--set", "train.early_stop_patience=50"]  # no early stop: the epoch limit decides
@@ -112,8 +112,8 @@ def test_signal_during_a_sweep_then_rerun_trains_only_what_is_missing(store_path
 
 def test_heartbeat_thread_keeps_a_run_alive_and_a_silent_one_is_reaped(store_path):
     with RunStore(store_path) as store:
-        store.start_run(**_fields("alive"))
-        store.start_run(**_fields("dead"))
+        store.start_run(**start_fields("alive"))
+        store.start_run(**start_fields("dead"))
         with Heartbeat(store_path, "alive", interval=0.05):
             time.sleep(0.6)
             assert [run["run_id"] for run in store.reap_stale(lease=0.3)] == ["dead"]
@@ -121,24 +121,6 @@ def test_heartbeat_thread_keeps_a_run_alive_and_a_silent_one_is_reaped(store_pat
         assert [run["run_id"] for run in store.reap_stale(lease=0.3)] == ["alive"]
         dead = store.get_run("dead")
     assert dead["status"] == "interrupted" and "heartbeat went stale" in dead["error"]
-
-
-def _fields(run_id: str) -> dict:
-    return dict(
-        run_id=run_id,
-        config={},
-        config_hash=run_id,
-        seed=0,
-        arch="unet",
-        loss="ce",
-        balancer="none",
-        dataset_id="d",
-        device="cpu",
-        torch_version="2",
-        params=1,
-        gflops=None,
-        class_names=["a"],
-    )
 
 
 def test_sigkill_leaves_running_until_the_next_start_marks_it_interrupted(store_path, caplog):
@@ -199,7 +181,7 @@ def test_two_sweeps_at_once_record_every_run_exactly_once(store_path):
 
 def test_a_write_waits_out_a_lock_held_past_the_busy_timeout(store_path):
     with RunStore(store_path) as store:
-        store.start_run(**_fields("r1"))
+        store.start_run(**start_fields("r1"))
         store._require().execute("PRAGMA busy_timeout = 20")  # give up waiting at once: the retries must cope
         holder = sqlite3.connect(store_path, isolation_level=None, check_same_thread=False)
         holder.execute("BEGIN IMMEDIATE")  # another process's long write
@@ -215,13 +197,13 @@ def test_a_write_waits_out_a_lock_held_past_the_busy_timeout(store_path):
 
 def test_an_exclusive_start_refuses_what_is_finished_or_live_elsewhere(store_path):
     with RunStore(store_path) as store:
-        store.start_run(**_fields("a"))  # running, fresh heartbeat
+        store.start_run(**start_fields("a"))  # running, fresh heartbeat
         with pytest.raises(RunClaimed, match="already running as run a"):
-            store.start_run(**{**_fields("b"), "config_hash": "a"}, exclusive=True)
+            store.start_run(**start_fields("b", config_hash="a"), exclusive=True)
         store.finish_run("a", status="finished")
         with pytest.raises(RunClaimed, match="already finished"):
-            store.start_run(**{**_fields("b"), "config_hash": "a"}, exclusive=True)
-        store.start_run(**{**_fields("c"), "config_hash": "a", "seed": 1}, exclusive=True)  # another seed
+            store.start_run(**start_fields("b", config_hash="a"), exclusive=True)
+        store.start_run(**start_fields("c", config_hash="a", seed=1), exclusive=True)  # another seed
         assert {r["run_id"] for r in store.list_runs()} == {"a", "c"}
 
 
