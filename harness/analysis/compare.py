@@ -23,6 +23,7 @@ import numpy as np
 
 from harness.errors import HarnessError
 from harness.store import RunStore
+from harness.training.checkpoint_checks import check_per_image
 from harness.training.checkpoints import PER_IMAGE_NAME
 
 METRICS = ("an2dl", "fg")
@@ -227,6 +228,7 @@ def load_per_image(store: RunStore, run: dict) -> PerImage:
             f"{path}: expected indices (N,) and confusion (N, K, K), "
             f"got {indices.shape} and {confusion.shape}"
         )
+    check_per_image(path, indices, confusion, len(run["class_names"]) if run.get("class_names") else None)
     return PerImage(indices.astype(np.int64), confusion.astype(np.int64))
 
 

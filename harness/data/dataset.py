@@ -7,6 +7,8 @@ synthetic generator lives in `harness.data.synthetic`, the train/validation spli
 from __future__ import annotations
 
 import hashlib
+import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,14 @@ from harness.parsing import did_you_mean
 
 CLASS_NAMES = ("background", "soil", "bedrock", "sand", "big rock")
 NPZ_KEYS = ("training_set", "test_set")
+# What an npz may inflate to in all, checked on the sizes its zip directory declares before anything is
+# read (zipfile never inflates a member past its declared size, so the check cannot be lied past).
+MAX_DATA_BYTES_ENV = "HARNESS_MAX_DATA_BYTES"
+DEFAULT_MAX_DATA_BYTES = 4 * 2**30
+# A member above BOMB_FLOOR bytes that inflates more than MAX_RATIO-fold is a decompression bomb, not data
+# (the challenge's file compresses under 3:1); a real file that compressible can be saved with np.savez.
+MAX_RATIO = 100
+BOMB_FLOOR = 64 * 2**20
 
 
 @dataclass
@@ -144,6 +154,8 @@ def _open_npz(path: Path) -> np.lib.npyio.NpzFile:
     if not magic.startswith((b"PK", b"\x93NUMPY")):
         found = "the file is empty" if not magic else "it does not start with a zip header"
         raise DataError(f"{path}: not an .npz archive ({found}); expected np.savez output")
+    if magic.startswith(b"PK"):
+        _check_members(path)
     try:
         loaded = np.load(path, allow_pickle=False)
     except Exception as exc:
@@ -158,6 +170,54 @@ def _open_npz(path: Path) -> np.lib.npyio.NpzFile:
             "save it with np.savez(path, training_set=..., test_set=...)"
         )
     return loaded
+
+
+def max_data_bytes() -> int:
+    """The most an npz may inflate to: `$HARNESS_MAX_DATA_BYTES`, else `DEFAULT_MAX_DATA_BYTES`."""
+    text = os.environ.get(MAX_DATA_BYTES_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_DATA_BYTES
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{MAX_DATA_BYTES_ENV} must be a whole number of bytes above 0, got {text!r}")
+    return value
+
+
+def _check_members(path: Path) -> None:
+    """Refuse, from the zip directory alone, archives that are ambiguous or would inflate too far."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except Exception:
+        return  # not a readable zip: np.load below says so in its own words
+    seen: set[str] = set()
+    for member in members:
+        # numpy names a member by its file name less ".npy", so "a.npy" and "a" are the same key.
+        key = member.filename.removesuffix(".npy")
+        if key in seen:
+            raise DataError(
+                f"{path}: holds two members named {key!r}; an ambiguous archive is refused, save it again "
+                "with np.savez"
+            )
+        seen.add(key)
+    limit = max_data_bytes()
+    total = sum(member.file_size for member in members)
+    if total > limit:
+        raise DataError(
+            f"{path}: would inflate to {total:,} bytes, above the limit of {limit:,} "
+            f"(raise {MAX_DATA_BYTES_ENV} if the file is genuine)"
+        )
+    for member in members:
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size > BOMB_FLOOR and ratio > MAX_RATIO:
+            raise DataError(
+                f"{path}: member {member.filename!r} would inflate {ratio:,.0f}-fold to "
+                f"{member.file_size:,} bytes, a decompression bomb; refused before inflating "
+                "(save genuine data with np.savez, uncompressed)"
+            )
 
 
 def _first_line(exc: BaseException) -> str:

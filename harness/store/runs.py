@@ -15,42 +15,18 @@ from __future__ import annotations
 
 import difflib
 import json
-import random
 import sqlite3
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from harness.store.errors import RunClaimed, RunNotFound, StoreError, StoreNotFound, StoreNotInitialised
+from harness.store.errors import RunClaimed, RunNotFound, StoreError
 from harness.store.heartbeat import BEAT, ago, lease_seconds, presumed_dead, process_owner, utc_now
-from harness.store.schema import MIGRATIONS, SCHEMA_VERSION, clean, dumps, run_dict
+from harness.store.opening import open_store, retrying
+from harness.store.schema import clean, dumps, run_dict
 
 FINAL_STATUSES = frozenset({"finished", "failed", "interrupted", "diverged"})
-# Writes retry "database is locked" (another writer held the lock past the busy timeout) this long in all.
-WRITE_RETRY_SECONDS = 120.0
 _FILTERS = ("arch", "loss", "balancer", "status")
-
-
-def _locked(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
-
-
-def _retrying(action, what: str):
-    """``action()``, retried with jittered exponential backoff while another process holds the lock."""
-    deadline = time.monotonic() + WRITE_RETRY_SECONDS
-    delay = 0.05
-    while True:
-        try:
-            return action()
-        except sqlite3.OperationalError as exc:
-            if not _locked(exc):
-                raise
-            if time.monotonic() + delay > deadline:
-                raise StoreError(f"{what}: {exc} (another process kept it locked)") from exc
-        time.sleep(delay * (0.5 + random.random()))
-        delay = min(delay * 2, 2.0)
 
 
 def _check_run_id(run_id: str) -> None:
@@ -65,61 +41,13 @@ class RunStore:
     """A SQLite-backed record of training runs; use as a context manager or call ``close()``."""
 
     def __init__(self, path: str | Path, *, create: bool = True):
-        """Open the store at ``path``; with ``create=False`` a missing file raises ``StoreNotFound``."""
+        """Open the store at ``path``: a writer (``create``) makes or adopts it, a reader (``create=False``)
+        opens it read-only and raises ``StoreNotFound`` when it is missing (`harness.store.opening`)."""
         self.path = Path(path).expanduser()
-        if not create and not self.path.is_file():
-            raise StoreNotFound(f"no run store at {self.path}; train a run first or pass the right --store")
+        self._conn: sqlite3.Connection | None = None
         if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        # mode=rw makes sqlite itself refuse to create the file, closing the race with the check above.
-        mode = "rwc" if create else "rw"
-        uri = f"{self.path.resolve().as_uri()}?mode={mode}"
-        try:
-            self._conn: sqlite3.Connection | None = sqlite3.connect(
-                uri, uri=True, timeout=30.0, isolation_level=None
-            )
-        except sqlite3.OperationalError as exc:
-            raise StoreNotFound(f"cannot open run store {self.path}: {exc}") from exc
-        self._conn.row_factory = sqlite3.Row
-        try:
-            self._setup(create)
-        except BaseException:
-            self.close()
-            raise
-
-    def _setup(self, create: bool) -> None:
-        conn = self._require()
-        try:
-            what = f"cannot open run store {self.path}"
-            version = _retrying(lambda: conn.execute("PRAGMA user_version").fetchone()[0], what)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path} is not a SQLite run store: {exc}") from exc
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path} has schema version {version}, newer than this harness ({SCHEMA_VERSION}); "
-                "upgrade harness to read it"
-            )
-        if version == 0 and not create:
-            raise StoreNotInitialised(
-                f"{self.path} is not an initialised run store; open it with create=True first"
-            )
-        conn.execute("PRAGMA foreign_keys = ON")
-        if version < SCHEMA_VERSION:
-            self._migrate()
-        # WAL lets a leaderboard read while a training process writes; the setting persists in the file.
-        # Switching needs a moment alone with the file, so a second process opening it may have to wait.
-        _retrying(lambda: conn.execute("PRAGMA journal_mode = WAL"), f"cannot open run store {self.path}")
-
-    def _migrate(self) -> None:
-        with self._write() as conn:
-            # Re-read inside the write lock: another process may have migrated since we looked.
-            current = conn.execute("PRAGMA user_version").fetchone()[0]
-            for target in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[target].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                # PRAGMA takes no parameters; target is an int from our own table, never user input.
-                conn.execute(f"PRAGMA user_version = {int(target)}")
+            lease_seconds()  # a bad $HARNESS_HEARTBEAT_SECONDS or lease is refused before anything is written
+        self._conn, self.version = open_store(self.path, create=create)
 
     def _require(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -130,13 +58,47 @@ class RunStore:
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One committed transaction per write; IMMEDIATE takes the write lock up front to avoid deadlocks."""
         conn = self._require()
-        _retrying(lambda: conn.execute("BEGIN IMMEDIATE"), f"cannot write to run store {self.path}")
+        what = f"cannot write to run store {self.path}"
+        try:
+            retrying(lambda: conn.execute("BEGIN IMMEDIATE"), what)
+        except sqlite3.DatabaseError as exc:  # read-only file, full disk, damaged pages
+            raise StoreError(f"{what}: {exc}") from None
         try:
             yield conn
-        except BaseException:
+            conn.execute("COMMIT")
+        except sqlite3.IntegrityError:
             conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StoreError(f"{what}: {exc}") from None
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _read(self, sql: str, params=()) -> list[sqlite3.Row]:
+        """Rows of a query; a damaged file raises one-line ``StoreError`` rather than sqlite's exception."""
+        try:
+            return self._require().execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot read run store {self.path}: {exc}") from None
+
+    def _run(self, row: sqlite3.Row) -> dict:
+        """The run dict of a row, its checkpoint path absolute (stored relative to the store's folder)."""
+        run = run_dict(row, self.path)
+        if run["checkpoint"]:
+            run["checkpoint"] = str(self.path.parent.resolve() / run["checkpoint"])
+        return run
+
+    def _stored_path(self, checkpoint: str | Path) -> str:
+        # Relative to the store's folder, so the run stays usable whatever the working directory of a reader.
+        absolute = Path(checkpoint).resolve()
+        try:
+            return absolute.relative_to(self.path.parent.resolve()).as_posix()
+        except ValueError:
+            return str(absolute)
 
     def close(self) -> None:
         """Close the connection; safe to call twice."""
@@ -263,7 +225,7 @@ class RunStore:
             "wall_time": clean(wall_time),
             "train_img_s": clean(train_img_s),
             "error": error,
-            "checkpoint": None if checkpoint is None else str(checkpoint),
+            "checkpoint": None if checkpoint is None else self._stored_path(checkpoint),
         }
         # COALESCE keeps earlier values, e.g. an interrupt handler must not erase metrics already written.
         assignments = ", ".join(f"{name} = COALESCE(:{name}, {name})" for name in values)
@@ -322,14 +284,13 @@ class RunStore:
 
     def resolve_run_id(self, run_id: str) -> str:
         """Full id for ``run_id`` or a unique prefix of one; otherwise ``RunNotFound`` with suggestions."""
-        conn = self._require()
-        if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
+        if self._read("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)):
             return run_id
         if run_id:
             # substr, not LIKE: ids may contain % or _ and LIKE is case-insensitive.
             matches = [
                 row[0]
-                for row in conn.execute(
+                for row in self._read(
                     "SELECT run_id FROM runs WHERE substr(run_id, 1, ?) = ? ORDER BY run_id",
                     (len(run_id), run_id),
                 )
@@ -342,7 +303,7 @@ class RunStore:
         raise RunNotFound(self._unknown_message(run_id))
 
     def _unknown_message(self, run_id: str) -> str:
-        known = [row[0] for row in self._require().execute("SELECT run_id FROM runs")]
+        known = [row[0] for row in self._read("SELECT run_id FROM runs")]
         if not known:
             return f"unknown run {run_id!r}: the store {self.path} has no runs yet"
         close = difflib.get_close_matches(run_id, known, n=3, cutoff=0.5)
@@ -352,8 +313,8 @@ class RunStore:
     def get_run(self, run_id: str) -> dict:
         """The run dict for a full id or unique id prefix."""
         full_id = self.resolve_run_id(run_id)
-        row = self._require().execute("SELECT * FROM runs WHERE run_id = ?", (full_id,)).fetchone()
-        return run_dict(row)
+        (row,) = self._read("SELECT * FROM runs WHERE run_id = ?", (full_id,))
+        return self._run(row)
 
     def list_runs(
         self,
@@ -372,21 +333,24 @@ class RunStore:
         if since is not None:
             clauses.append("created >= :since")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._require().execute(
+        rows = self._read(
             f"SELECT * FROM runs {where} ORDER BY created DESC, rowid DESC",
             {k: v for k, v in given.items() if v is not None} | ({"since": since} if since else {}),
         )
-        return [run_dict(row) for row in rows]
+        return [self._run(row) for row in rows]
 
     def history(self, run_id: str) -> list[dict]:
         """Per-epoch values of a run in epoch order: dicts with an ``epoch`` key plus the logged values."""
         full_id = self.resolve_run_id(run_id)
-        rows = self._require().execute(
-            'SELECT epoch, "values" FROM epochs WHERE run_id = ? ORDER BY epoch', (full_id,)
-        )
-        return [{"epoch": row["epoch"], **json.loads(row["values"])} for row in rows]
+        rows = self._read('SELECT epoch, "values" FROM epochs WHERE run_id = ? ORDER BY epoch', (full_id,))
+        try:
+            return [{"epoch": row["epoch"], **json.loads(row["values"])} for row in rows]
+        except (ValueError, TypeError) as exc:
+            raise StoreError(
+                f"{self.path}: run {full_id} has a corrupt epoch row ({exc}); the store is damaged"
+            ) from None
 
     def finished_hashes(self) -> set[tuple[str, int]]:
         """(config_hash, seed) pairs of finished runs, so sweeps can skip work already done."""
-        rows = self._require().execute("SELECT config_hash, seed FROM runs WHERE status = 'finished'")
+        rows = self._read("SELECT config_hash, seed FROM runs WHERE status = 'finished'")
         return {(row[0], int(row[1])) for row in rows}

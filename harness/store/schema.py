@@ -12,6 +12,8 @@ import numbers
 import sqlite3
 from typing import Any
 
+from harness.store.errors import StoreError
+
 SCHEMA_VERSION = 2
 
 JSON_COLUMNS = ("config", "metrics", "class_names")
@@ -115,10 +117,21 @@ def dumps(value: Any) -> str:
     return json.dumps(clean(value), default=str, allow_nan=False)
 
 
-def run_dict(row: sqlite3.Row) -> dict:
-    """A `runs` row as the run dict readers get: every column of `RUN_KEYS`, JSON columns decoded."""
-    data = {key: row[key] for key in RUN_KEYS}
+def run_dict(row: sqlite3.Row, path: Any = "the run store") -> dict:
+    """A `runs` row as the run dict readers get: every column of `RUN_KEYS`, JSON columns decoded.
+
+    Columns a row lacks (a store of an older version, opened read-only) read as None; a JSON column that
+    does not decode raises one-line `StoreError` naming the run and the store ``path``.
+    """
+    present = set(row.keys())
+    data = {key: row[key] if key in present else None for key in RUN_KEYS}
     for key in JSON_COLUMNS:
         if data[key] is not None:
-            data[key] = json.loads(data[key])
+            try:
+                data[key] = json.loads(data[key])
+            except (ValueError, TypeError) as exc:
+                raise StoreError(
+                    f"{path}: run {data['run_id']!r} has corrupt JSON in its {key} column ({exc}); "
+                    "the store is damaged"
+                ) from None
     return data

@@ -21,12 +21,20 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 from harness.config import Resolved, RunConfig, resolve
 from harness.errors import ConfigError, HarnessError
 from harness.inference.scoring import Normalisation
 from harness.store import RunStore, presumed_dead
+from harness.training.checkpoint_checks import (
+    CheckpointError,
+    check_continuable,
+    check_normalisation,
+    fit_weights,
+    last_problem,
+)
 
 CHECKPOINT_NAME = "best.pt"
 LAST_CHECKPOINT_NAME = "last.pt"
@@ -34,10 +42,6 @@ PER_IMAGE_NAME = "val_per_image.npz"
 CHECKPOINT_FORMAT = 1
 
 _LAST_KEYS = ("state_dict", "epoch", "optimizer", "schedule", "loop", "rng")
-
-
-class CheckpointError(HarnessError):
-    """A checkpoint file is missing, truncated, corrupted or not a harness checkpoint."""
 
 
 def save_checkpoint(path: Path, model: nn.Module, **meta: Any) -> None:
@@ -88,15 +92,29 @@ def load_best_model(record: dict[str, Any], registry: Any) -> tuple[Resolved, nn
     what `evaluate`, `predict` and the report's overlays load."""
     if not record.get("checkpoint"):
         raise HarnessError(f"run {record['run_id']} ({record['status']}) has no checkpoint to load")
-    resolved = resolve(RunConfig.model_validate(record["config"]), registry)
-    checkpoint = load_checkpoint(Path(record["checkpoint"]))
+    resolved = resolve(stored_config(record), registry)
+    path = Path(record["checkpoint"])
+    checkpoint = load_checkpoint(path)
     model = resolved.arch.build(
         resolved.arch_params, in_channels=1, num_classes=resolved.config.data.num_classes
     )
-    model.load_state_dict(checkpoint["state_dict"])
+    mean, std = check_normalisation(checkpoint, path)
+    fit_weights(model, checkpoint["state_dict"], path)
     model.eval()
-    mean, std = checkpoint["normalisation"]
     return resolved, model, Normalisation(mean, std)
+
+
+def stored_config(record: dict[str, Any]) -> RunConfig:
+    """The run's stored configuration, validated; a tampered one is refused in one line naming the run."""
+    try:
+        return RunConfig.model_validate(record["config"])
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "config"
+        raise HarnessError(
+            f"run {record['run_id']}: its stored configuration is not valid ({where}: {first['msg']}); "
+            "the store was changed by hand or is damaged"
+        ) from None
 
 
 def save_per_image(path: Path, indices: torch.Tensor, confusion: torch.Tensor) -> None:
@@ -161,6 +179,7 @@ class ResumePoint:
     last: dict[str, Any]  # the last checkpoint (see save_last)
     history: list[dict[str, Any]]  # the epochs logged up to the checkpoint
     wall_time: float = 0.0  # seconds spent by earlier sessions
+    path: Path | None = None  # the last checkpoint's file, named when it is refused
 
     @property
     def epoch(self) -> int:
@@ -193,17 +212,21 @@ def plan_resume(
     path = store.run_dir(run_id) / LAST_CHECKPOINT_NAME
     last = _load_last(path, run_id)
     done = int(last["epoch"])
-    limit = record["config"]["train"]["epochs"] if epochs is None else epochs
+    if done > max((row["epoch"] for row in history), default=0):
+        raise CheckpointError(f"{path}: its epoch {done} is beyond the epochs the store has for run {run_id}")
+    config = stored_config(record)
+    limit = config.train.epochs if epochs is None else epochs
     if limit <= done:
         if epochs is not None:
             raise ConfigError(f"run {run_id} has trained {done} epochs; --epochs must be more than {done}")
         raise ConfigError(
             f"run {run_id} has trained all {done} of its epochs; give --epochs N (N > {done}) to train more"
         )
-    config = RunConfig.model_validate(record["config"])
     train = config.train.model_copy(update={"epochs": limit, **({"device": device} if device else {})})
     resolved = resolve(config.model_copy(update={"train": train}), registry)
-    point = ResumePoint(run_id=run_id, last=last, history=history, wall_time=record["wall_time"] or 0.0)
+    point = ResumePoint(
+        run_id=run_id, last=last, history=history, wall_time=record["wall_time"] or 0.0, path=path
+    )
     return resolved, point
 
 
@@ -234,6 +257,10 @@ def _load_last(path: Path, run_id: str) -> dict[str, Any]:
     missing = [key for key in _LAST_KEYS if key not in last]
     if missing:
         raise CheckpointError(f"{path}: not a last checkpoint (missing {', '.join(missing)})")
+    problem = last_problem(last)
+    if problem:
+        raise CheckpointError(f"{path}: not a usable last checkpoint ({problem}); start a new run")
+    check_normalisation(last, path)
     return last
 
 
@@ -242,10 +269,6 @@ def check_fits(model: nn.Module, resume: ResumePoint | None) -> None:
     written (a plugin changed since would otherwise mark the run failed)."""
     if resume is None:
         return
-    try:
-        model.load_state_dict(resume.last["state_dict"])
-    except RuntimeError as exc:
-        reason = str(exc).strip().splitlines()[0]
-        raise CheckpointError(
-            f"run {resume.run_id}: its last checkpoint does not fit the model its config builds ({reason})"
-        ) from None
+    path = resume.path or Path(f"run {resume.run_id}'s last checkpoint")
+    fit_weights(model, resume.last["state_dict"], path)
+    check_continuable(resume.last, model, path)

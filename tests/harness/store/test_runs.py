@@ -57,7 +57,7 @@ def test_full_run_round_trips(store: RunStore) -> None:
         best_epoch=2,
         wall_time=12.5,
         train_img_s=40.0,
-        checkpoint="runs/r1/best.pt",
+        checkpoint=store.run_dir("r1") / "best.pt",
     )
     run = store.get_run("r1")
     for key in ("run_id", "config", "config_hash", "seed", "arch", "loss", "balancer", "dataset_id"):
@@ -68,7 +68,7 @@ def test_full_run_round_trips(store: RunStore) -> None:
     assert run["status"] == "finished"
     assert run["metrics"] == METRICS
     assert (run["epochs"], run["best_epoch"], run["wall_time"], run["train_img_s"]) == (2, 2, 12.5, 40.0)
-    assert run["checkpoint"] == "runs/r1/best.pt"
+    assert run["checkpoint"] == str((store.run_dir("r1") / "best.pt").resolve())
     assert run["error"] is None
     assert run["created"].endswith("+00:00")
     assert store.history("r1") == [
@@ -214,9 +214,9 @@ def test_hostile_strings_round_trip_harmlessly(store: RunStore) -> None:
     start(store, evil, arch=quoted, loss=evil, config={"note": evil})
     start(store, quoted)
     store.log_epoch(evil, 1, {"note": evil})
-    store.finish_run(evil, status="failed", error=evil, checkpoint=evil)
+    store.finish_run(evil, status="failed", error=evil, checkpoint=store.run_dir(evil) / evil)
     run = store.get_run(evil)
-    assert (run["run_id"], run["arch"], run["loss"], run["error"], run["checkpoint"]) == (
+    assert (run["run_id"], run["arch"], run["loss"], run["error"], Path(run["checkpoint"]).name) == (
         evil,
         quoted,
         evil,

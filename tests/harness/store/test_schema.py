@@ -85,7 +85,11 @@ def test_each_migration_step_reaches_a_store_with_its_columns(tmp_path, version)
         for step in range(1, version + 1):
             conn.executescript(MIGRATIONS[step])
         conn.execute(f"PRAGMA user_version = {version}")
-    with RunStore(path, create=False):
+    before = path.read_bytes()
+    with RunStore(path, create=False) as reader:  # a reader reads it as it is and migrates nothing
+        assert reader.list_runs() == []
+    assert path.read_bytes() == before
+    with RunStore(path):
         pass
     with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

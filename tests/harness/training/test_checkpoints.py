@@ -97,9 +97,19 @@ def test_a_resume_point_continues_the_loop_state_up_to_its_checkpoint():
 
 def test_a_last_checkpoint_must_fit_the_model_its_config_builds():
     check_fits(torch.nn.Linear(3, 2), None)  # nothing to resume: nothing to check
-    point = ResumePoint(run_id="r1", last={"state_dict": torch.nn.Linear(3, 2).state_dict()}, history=[])
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    last = {
+        "state_dict": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": {"torch": torch.get_rng_state()},
+    }
+    point = ResumePoint(run_id="r1", last=last, history=[])
     check_fits(torch.nn.Linear(3, 2), point)
-    with pytest.raises(CheckpointError, match="run r1: its last checkpoint does not fit"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"run r1's last checkpoint: weight 'weight' has shape \(2, 3\); the model needs \(2, 4\)",
+    ):
         check_fits(torch.nn.Linear(4, 2), point)
 
 
