@@ -1,5 +1,5 @@
 """`python -m harness ...` (and `torchrun -m harness run ...`) is the `harness` command."""
 
-from harness.cli.app import main
+from harness.cli import main
 
 raise SystemExit(main())

@@ -29,7 +29,7 @@ from harness.cli import (
 from harness.cli import list as list_
 from harness.cli.options import error_console
 from harness.errors import HarnessError
-from harness.training.signals import Terminated, sigterm_interrupts
+from harness.training.signals import Terminated, stop_signals
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     err = error_console()
     args = None
     try:
-        with sigterm_interrupts():
+        with stop_signals():
             args = build_parser().parse_args(argv)
             return COMMANDS[args.command].run(args)
     except HarnessError as exc:

@@ -78,6 +78,32 @@ def test_signal_during_a_run_records_it_interrupted(store_path, sig, code):
     assert load_checkpoint(store_path.parent / run_id / "last.pt")["epoch"] >= 1
 
 
+@pytest.mark.parametrize(
+    ("sig", "code", "line"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
+def test_a_signal_during_the_imports_ends_with_one_line_and_the_exit_code(store_path, sig, code, line):
+    proc = harness("run", *TINY_ARGS, "--store", str(store_path))
+    time.sleep(0.3)  # python is up, torch and the plugins are still importing
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert len(err.strip().splitlines()) == 1 and line in err, err
+    assert not store_path.exists() or query(store_path, "SELECT status FROM runs") in ([], [("interrupted",)])
+
+
+def test_repeated_sigints_mid_run_still_end_with_130_and_one_line(store_path):
+    proc = harness("run", *TINY_ARGS, "--epochs", "200", *LONG, "--store", str(store_path))
+    wait_for(lambda: epoch_logged(store_path), proc, "an epoch was logged")
+    for _ in range(5):  # an impatient user: the first stops the run, the others must not kill the recording
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert len(err.strip().splitlines()) == 1 and "recorded as 'interrupted'" in err, err
+    assert query(store_path, "SELECT status FROM runs") == [("interrupted",)]
+    assert integrity(store_path) == "ok"
+
+
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_during_a_sweep_then_rerun_trains_only_what_is_missing(store_path, sig, code):
     argv = ["sweep", *TINY_ARGS, "--seeds", "2", "--epochs", "5", *LONG, "--store", str(store_path)]

@@ -1,14 +1,23 @@
-"""harness.training.signals: SIGTERM raised like Ctrl-C, and signals held while a final status is written."""
+"""harness.training.signals: SIGTERM raised like Ctrl-C, the first signal stopping the command (later ones
+ignored), and signals held while a final status is written."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 
 import pytest
 
-from harness.training.signals import Terminated, signals_deferred, sigterm_interrupts
+from harness.training.signals import (
+    Terminated,
+    interruptible,
+    signals_deferred,
+    sigterm_interrupts,
+    stop_signals,
+)
 
 
 def test_sigterm_raises_terminated_a_keyboard_interrupt_and_the_handler_is_restored():
@@ -51,3 +60,29 @@ def test_outside_the_main_thread_both_are_no_ops():
     thread.start()
     thread.join()
     assert seen == [before]
+
+
+def test_under_stop_signals_the_first_signal_stops_a_recorded_run_and_later_ones_are_ignored():
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt), stop_signals(), interruptible():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            signal.sigtimedwait([], 0)
+        finally:
+            for _ in range(3):  # Ctrl-C pressed again while the run is recorded: no second exception
+                os.kill(os.getpid(), signal.SIGINT)
+                signal.sigtimedwait([], 0)
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # the process is on its way out
+    signal.signal(signal.SIGINT, before)
+    with stop_signals():
+        pass
+    assert signal.getsignal(signal.SIGINT) is before  # no stop: the handlers come back
+
+
+def test_outside_a_recorded_run_a_signal_ends_the_process_at_once_in_one_line():
+    code = "from harness.training.signals import stop_signals\nimport os, signal, time\n"
+    code += "with stop_signals():\n    os.kill(os.getpid(), signal.SIGTERM)\n    time.sleep(5)\n"
+    code += "print('not reached')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 143 and done.stdout == ""
+    assert done.stderr == "harness: terminated (SIGTERM)\n"
