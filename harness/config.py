@@ -10,25 +10,54 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from harness.augment.vocabulary import AugmentPipeline, pipeline_from_config
 from harness.compose import compose_balancers
 from harness.errors import ConfigError, DataError
-from harness.parsing import coerce_string, describe_validation_error, did_you_mean, split_assignment
+from harness.parsing import (
+    check_nesting,
+    coerce_string,
+    describe_validation_error,
+    did_you_mean,
+    split_assignment,
+    takes_bool,
+)
+from harness.parsing import read_toml as read_toml  # re-exported: the commands read config files here
 
 DEFAULT_CHOICES = {"arch": "unet", "loss": "ce", "balancer": "none"}
+
+
+# Seeds feed derived streams (epoch_seed: seed * 1000 + epoch, per rank) that torch's 64-bit generators
+# must hold, and a sweep adds one per --seeds: 2**32 leaves room for all of them.
+SEED_LIMIT = 2**32
 
 
 class Strict(BaseModel):
     # inf and NaN pass every bound check pydantic makes (inf > 0), so a run would start with lr=inf.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _bools_are_not_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic reads `epochs = true` as 1; a boolean where a number belongs is a mistake, not a count.
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and not takes_bool(field.annotation):
+            raise PydanticCustomError("bool_number", "Input should be a number, not true/false")
+        return value
 
 
 class PluginChoice(Strict):
@@ -48,6 +77,13 @@ class DataConfig(Strict):
     clean: Literal["none", "outliers"] = Field(
         "none", description="outliers: drop images that `harness data inspect` flags (shared alien masks)."
     )
+
+    @model_validator(mode="after")
+    def _ignored_class_exists(self) -> DataConfig:
+        if self.ignore_index is not None and self.ignore_index >= self.num_classes:
+            top = self.num_classes - 1
+            raise ValueError(f"ignore_index {self.ignore_index} is not a class of 0..{top} (num_classes)")
+        return self
 
 
 class AugmentConfig(Strict):
@@ -143,18 +179,25 @@ class TrainConfig(Strict):
         # whether the device exists is checked when a run starts.
         if name != "auto":
             try:
-                torch.device(name)
+                device = torch.device(name)
             except RuntimeError:
                 raise PydanticCustomError(
                     "device", "not a device name; choose auto, cpu, cuda, cuda:N or mps"
                 ) from None
+            # Devices torch can name but the harness cannot train on: meta (no data), cpu:1 (one CPU).
+            if device.type not in ("cpu", "cuda", "mps") or (device.type != "cuda" and device.index):
+                raise PydanticCustomError(
+                    "device", "not a device a run can train on; choose auto, cpu, cuda, cuda:N or mps"
+                )
         return name
 
 
 class RunConfig(Strict):
     """Everything that defines a run. Unknown keys anywhere are an error."""
 
-    seed: int = Field(0, ge=0, description="Seed for splits, initialisation, augmentation and balancing.")
+    seed: int = Field(
+        0, ge=0, lt=SEED_LIMIT, description="Seed for splits, initialisation, augmentation and balancing."
+    )
     arch: PluginChoice = Field(default_factory=lambda: PluginChoice(name=DEFAULT_CHOICES["arch"]))
     loss: PluginChoice = Field(default_factory=lambda: PluginChoice(name=DEFAULT_CHOICES["loss"]))
     balancer: PluginChoice = Field(default_factory=lambda: PluginChoice(name=DEFAULT_CHOICES["balancer"]))
@@ -162,48 +205,6 @@ class RunConfig(Strict):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     log: LogConfig = Field(default_factory=LogConfig)
-
-
-def settings_help() -> str:
-    """Every `--set` key with its default and description, generated from the models (for `--help`)."""
-    lines = ["settings (--set KEY=VALUE or the TOML file):"]
-    for name, field in RunConfig.model_fields.items():
-        annotation = field.annotation
-        if (
-            isinstance(annotation, type)
-            and issubclass(annotation, BaseModel)
-            and annotation is not PluginChoice
-        ):
-            for key, sub in annotation.model_fields.items():
-                default = sub.get_default(call_default_factory=True)
-                lines.append(f"  {name}.{key} = {default!r}  {sub.description or ''}")
-        elif annotation is PluginChoice:
-            lines.append(f"  {name}.name, {name}.params.KEY  the {name} plugin and its parameters")
-        else:
-            lines.append(
-                f"  {name} = {field.get_default(call_default_factory=True)!r}  {field.description or ''}"
-            )
-    return "\n".join(lines)
-
-
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """The TOML file as a dict; a missing or malformed file is one ConfigError line."""
-    path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: not UTF-8 text (byte {exc.start})") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
-    except ValueError as exc:  # a path with a NUL byte
-        raise ConfigError(f"{str(path)!r}: cannot read config: {exc}") from None
 
 
 def _field_annotation(path: list[str]) -> Any:
@@ -263,6 +264,7 @@ def build_config(
     """
     if base is not None and not isinstance(base, dict):
         raise ConfigError(f"a config is a table of settings (a dict), got {type(base).__name__}")
+    check_nesting(base, "the config")
     tree = copy.deepcopy(base or {})  # TOML values may be dates, which a JSON round trip would not survive
     cli_params: dict[str, dict[str, str]] = {}
     for assignment in settings:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import tomllib
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, get_args
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -40,7 +42,8 @@ def coerce_string(annotation: Any, raw: str) -> Any:
 
     Tried in order: the string itself (pydantic's lax mode already reads '5' as an int and
     'false' as a bool), JSON ('[1,2]', 'null'), then a comma-separated list. When nothing fits,
-    the raw string is returned so the model's own validation reports the error with the field name.
+    the list it reads (or the raw string) is returned so the model's own validation reports the error
+    with the field name.
     """
     adapter = TypeAdapter(annotation)
     candidates: list[Any] = [raw]
@@ -54,7 +57,9 @@ def coerce_string(annotation: Any, raw: str) -> Any:
             return adapter.validate_python(candidate)
         except ValidationError:
             continue
-    return raw
+    # A list that fits nowhere (a negative weight) is reported item by item, not as "not a valid list".
+    structured = [c for c in candidates[1:] if isinstance(c, list | dict)]
+    return structured[0] if structured and (raw.startswith(("[", "{")) or "," in raw) else raw
 
 
 def describe_validation_error(error: ValidationError, where: str) -> str:
@@ -78,16 +83,70 @@ def parse_since(text: str, now: datetime | None = None) -> str:
     """
     now = now or datetime.now(UTC)
     value = text.strip()
-    if len(value) > 1 and value[-1] in _UNITS and value[:-1].replace(".", "", 1).isdigit():
-        return (now - timedelta(seconds=float(value[:-1]) * _UNITS[value[-1]])).isoformat(
-            timespec="microseconds"
-        )
     try:
+        if len(value) > 1 and value[-1] in _UNITS and value[:-1].replace(".", "", 1).isdigit():
+            return (now - timedelta(seconds=float(value[:-1]) * _UNITS[value[-1]])).isoformat(
+                timespec="microseconds"
+            )
         moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    except OverflowError:  # an age beyond year 1, or a date whose UTC time falls outside years 1-9999
+        raise ConfigError(
+            f"--since {text!r} is out of range: give an age or a date within years 1-9999"
+        ) from None
     except ValueError:
         raise ConfigError(
             f"--since expects an age like 30m, 12h, 3d, 2w or a date like 2026-11-24, got {text!r}"
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+# Tables and arrays nested deeper than this are no configuration the harness reads; refusing them early
+# spares a RecursionError from deepcopy or pydantic.
+MAX_NESTING = 32
+
+
+def takes_bool(annotation: Any) -> bool:
+    """Whether a field of this annotation may hold true/false: yes unless it is a number (int or float)
+    without bool among its types (pydantic would otherwise read `epochs = true` as 1)."""
+    return _mentions(annotation, (bool,)) or not _mentions(annotation, (int, float))
+
+
+def _mentions(annotation: Any, kinds: tuple[type, ...]) -> bool:
+    if annotation in kinds:
+        return True
+    return any(_mentions(arg, kinds) for arg in get_args(annotation))
+
+
+def check_nesting(value: Any, where: str) -> None:
+    """Refuse tables and arrays nested deeper than MAX_NESTING (checked without recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise ConfigError(f"{where}: tables or arrays nested too deeply (over {MAX_NESTING} levels)")
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The TOML file as a dict; a missing or malformed file is one ConfigError line."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            tree = tomllib.load(handle)
+        check_nesting(tree, f"{path}: not valid TOML")
+        return tree
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    except ValueError as exc:  # a path with a NUL byte
+        raise ConfigError(f"{str(path)!r}: cannot read config: {exc}") from None

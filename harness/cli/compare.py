@@ -7,7 +7,10 @@ import argparse
 from rich.table import Table
 
 from harness.cli.options import add_common, print_json, wide_console
+from harness.errors import ConfigError
 from harness.store import resolve_store_path
+
+RESAMPLES_MAX = 100_000  # 100k replicates over 500 images already hold 400 MB of indices
 
 
 def add_parser(sub) -> None:
@@ -31,6 +34,11 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from harness.analysis.compare import CONFIDENCE, compare_store
 
+    # Checked before the store is read: each replicate holds an index per image, so memory grows with it.
+    if not 1 <= args.resamples <= RESAMPLES_MAX:
+        raise ConfigError(f"--resamples must be at least 1 and at most {RESAMPLES_MAX}, got {args.resamples}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be 0 or more, got {args.seed}")
     result = compare_store(
         resolve_store_path(args.store),
         args.a,

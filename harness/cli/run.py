@@ -6,6 +6,8 @@ import argparse
 import os
 import traceback
 
+from pydantic import BaseModel
+
 from harness import api
 from harness.cli.options import (
     EXIT_FAILED,
@@ -18,7 +20,7 @@ from harness.cli.options import (
     print_json,
     resolved_config,
 )
-from harness.config import settings_help
+from harness.config import PluginChoice, RunConfig
 from harness.errors import HarnessError
 from harness.store import resolve_store_path
 from harness.training.distributed import is_rank_zero
@@ -131,3 +133,25 @@ def print_result(result: api.RunResult) -> None:
     )
     if result.error:
         print(f"  {result.status}: {result.error}")
+
+
+def settings_help() -> str:
+    """Every `--set` key with its default and description, generated from the models (for `--help`)."""
+    lines = ["settings (--set KEY=VALUE or the TOML file):"]
+    for name, field in RunConfig.model_fields.items():
+        annotation = field.annotation
+        if (
+            isinstance(annotation, type)
+            and issubclass(annotation, BaseModel)
+            and annotation is not PluginChoice
+        ):
+            for key, sub in annotation.model_fields.items():
+                default = sub.get_default(call_default_factory=True)
+                lines.append(f"  {name}.{key} = {default!r}  {sub.description or ''}")
+        elif annotation is PluginChoice:
+            lines.append(f"  {name}.name, {name}.params.KEY  the {name} plugin and its parameters")
+        else:
+            lines.append(
+                f"  {name} = {field.get_default(call_default_factory=True)!r}  {field.description or ''}"
+            )
+    return "\n".join(lines)

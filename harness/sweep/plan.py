@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.config import Resolved, RunConfig, build_config, resolve
+from harness.config import SEED_LIMIT, Resolved, RunConfig, build_config, resolve
 from harness.data.dataset import load_npz
 from harness.errors import ConfigError, HarnessError
 from harness.store import RunStore, StoreNotInitialised
@@ -60,6 +60,11 @@ def seed_list(seeds: int | None, base_seed: int) -> list[int]:
         return [base_seed]
     if not 1 <= seeds <= SEEDS_MAX:
         raise ConfigError(f"--seeds must be between 1 and {SEEDS_MAX}, got {seeds}")
+    if base_seed + seeds > SEED_LIMIT:
+        raise ConfigError(
+            f"--seeds {seeds} from seed {base_seed} would go past the largest seed {SEED_LIMIT - 1}; "
+            "lower the seed"
+        )
     return [base_seed + i for i in range(seeds)]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,7 +24,8 @@ class CrossEntropyParams(BaseModel):
         le=1.0,
         description="Online hard example mining: average only the hardest fraction of the batch's pixels.",
     )
-    weights: list[float] | None = Field(
+    # A negative or NaN weight would reward the wrong class: refused when the parameters are parsed.
+    weights: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = Field(
         None, description="Manual per-class weights (one per class); default: the balancer's, if any."
     )
 

@@ -9,7 +9,7 @@ so `build` needs nothing else.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from pydantic import (
@@ -47,7 +47,7 @@ def _parse_parts(value: Any) -> Any:
 class ComboParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    parts: dict[str, float] = Field(
+    parts: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
         default_factory=lambda: {"ce": 1.0, "dice": 1.0},
         description="Loss name -> weight, e.g. ce:1,dice:1,focal:0.5 (a weighted sum, not a mean).",
         min_length=1,
