@@ -9,6 +9,7 @@ masks = harness.predict(result.run_id, "synthetic")
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -142,6 +143,8 @@ def predict(
     plugins: Registry | None = None,
 ) -> np.ndarray:
     """Masks (M,H,W) uint8 for the data's `test_set`; with `out`, also the challenge's submission CSV."""
+    if out is not None:
+        check_output(Path(out) if str(out) else None)
     loaded = load_run(run_id, store=store, plugins=plugins)
     cfg = loaded.resolved.config
     dataset = load_source(data, cfg.data.num_classes, plugins)
@@ -163,16 +166,33 @@ def predict(
     return masks
 
 
-def write_submission(masks: np.ndarray, out: Path) -> None:
-    """The challenge's CSV: header `id,0,...,H*W-1`, one row per image in order, masks row-major."""
+def check_output(out: Path | None) -> None:
+    """Refuse an output path that cannot be written, before any work: empty, a directory, in a missing or
+    unwritable directory."""
+    if out is None:
+        raise HarnessError("--out is empty; give the path of the CSV to write")
+    if out.is_dir():
+        raise HarnessError(f"{out}: is a directory; give the path of the CSV to write")
     if not out.parent.exists():
         raise HarnessError(f"{out}: directory {out.parent} does not exist")
+    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK | os.X_OK):
+        raise HarnessError(f"{out}: cannot write in {out.parent}; choose another --out")
+
+
+def write_submission(masks: np.ndarray, out: Path) -> None:
+    """The challenge's CSV: header `id,0,...,H*W-1`, one row per image in order, masks row-major."""
+    check_output(out)
     flat = masks.reshape(len(masks), -1).astype(np.int64)
     table = np.concatenate([np.arange(len(masks))[:, None], flat], axis=1)
     header = ",".join(["id", *map(str, range(flat.shape[1]))])
     tmp = out.with_name(out.name + ".tmp")
-    np.savetxt(tmp, table, fmt="%d", delimiter=",", header=header, comments="")
-    tmp.replace(out)
+    try:
+        np.savetxt(tmp, table, fmt="%d", delimiter=",", header=header, comments="")
+        tmp.replace(out)
+    except OSError as exc:  # a full disk, or `out` became a directory meanwhile: no temporary file left
+        raise HarnessError(f"{out}: cannot be written ({exc.strerror or exc})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def evaluate(
@@ -187,6 +207,12 @@ def evaluate(
     loaded = load_run(run_id, store=store, plugins=plugins)
     cfg = loaded.resolved.config
     dataset = load_source(data, cfg.data.num_classes, plugins)
+    ignored = cfg.data.ignore_index
+    if ignored is not None and bool((dataset.masks == ignored).all()):
+        raise DataError(
+            f"{dataset.source}: nothing to score: every mask pixel is class {ignored} "
+            f"({dataset.class_names[ignored]}), which the metric ignores"
+        )
     target, amp = _device_and_amp(loaded, device)
     metrics, _, _ = score(
         loaded.model,

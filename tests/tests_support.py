@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -136,3 +137,16 @@ def start_fields(run_id: str, **changes) -> dict:
         class_names=["a"],
     )
     return {**fields, **changes}
+
+
+def assert_refused(code: int, err: str, match: str) -> None:
+    """Exit code 2 and one `harness: error:` line containing `match`."""
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("harness: error: "), err
+    assert match in lines[0], lines[0]
+
+
+def digest(path: Path) -> str:
+    """sha256 of a file's bytes: equal before and after means the file was not touched."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
