@@ -58,8 +58,8 @@ def coerce_string(annotation: Any, raw: str) -> Any:
         except ValidationError:
             continue
     # A list that fits nowhere (a negative weight) is reported item by item, not as "not a valid list".
-    structured = [c for c in candidates[1:] if isinstance(c, list | dict)]
-    return structured[0] if structured and (raw.startswith(("[", "{")) or "," in raw) else raw
+    read = candidates[-2] if raw.lstrip().startswith(("[", "{")) else candidates[-1] if "," in raw else None
+    return read if isinstance(read, list | dict) else raw
 
 
 def describe_validation_error(error: ValidationError, where: str) -> str:
