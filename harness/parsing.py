@@ -53,6 +53,8 @@ def coerce_string(annotation: Any, raw: str) -> Any:
         candidates.append(json.loads(raw))
     candidates.append([_scalar(part.strip()) for part in raw.split(",") if part.strip()])
     for candidate in candidates:
+        if isinstance(candidate, bool) and not takes_bool(annotation):
+            continue  # JSON reads 'true' as True, which a number field would take as 1
         try:
             return adapter.validate_python(candidate)
         except ValidationError:

@@ -8,8 +8,10 @@ Each case runs through every entry point that reads that kind of input, so the c
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
 import sqlite3
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -85,6 +87,18 @@ def _ragged(path: Path) -> None:
     ragged = np.empty(2, dtype=object)
     ragged[0], ragged[1] = np.zeros((H, W), np.uint8), np.zeros((H + 2, W), np.uint8)
     np.savez(path, training_set=ragged)
+
+
+def _duplicate(first: str, second: str) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        buffer = io.BytesIO()
+        np.save(buffer, _train())
+        with warnings.catch_warnings(), zipfile.ZipFile(path, "w") as archive:
+            warnings.simplefilter("ignore")  # zipfile warns about the duplicate name it writes
+            archive.writestr(first, buffer.getvalue())
+            archive.writestr(second, buffer.getvalue())
+
+    return write
 
 
 ZIP_HEADER_MISSING = "does not start with a zip header"
@@ -176,6 +190,12 @@ NPZ_REFUSED: dict[str, tuple[Callable[[Path], None], str]] = {
     "truncated to 10%": (_truncated(0.1), "not a readable .npz archive"),
     "damaged compressed member": (_damaged_member, "key 'training_set' cannot be read"),
     "zip member without .npy header": (_member_without_npy_header, "key 'training_set' is not a numpy array"),
+    # ambiguous archives: numpy would read the last of two members of one name
+    "two training_set members": (_duplicate("training_set.npy", "training_set.npy"), "two members named"),
+    "training_set.npy and training_set": (
+        _duplicate("training_set.npy", "training_set"),
+        "two members named",
+    ),
 }
 
 
@@ -378,6 +398,22 @@ TOML_REFUSED = {
     "duplicate key": ("seed = 1\nseed = 2\n", "not valid TOML"),
     "not UTF-8": (b"seed = 1\n\xff\xfe\n", "not valid TOML: not UTF-8 text"),
     "nested too deeply": ("x = " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+    # extreme values
+    "a 5000-level dotted table": ("[" + ".".join(["a"] * 5000) + "]\nx = 1\n", "nested too deeply"),
+    "a 5000-level dotted key": (".".join(["train"] * 5000) + " = 1\n", "nested too deeply"),
+    "epochs true": ("[train]\nepochs = true\n", "train.epochs: Input should be a number, not true/false"),
+    "lr false": ("[train]\nlr = false\n", "train.lr: Input should be a number, not true/false"),
+    "seed 2**63": (f"seed = {2**63 - 1}\n", "seed: Input should be less than 4294967296"),
+    "ignore_index 7 of 5 classes": ("[data]\nignore_index = 7\n", "ignore_index 7 is not a class of 0..4"),
+    "device meta": ('[train]\ndevice = "meta"\n', "not a device a run can train on"),
+    "negative combo weight": (
+        '[loss]\nname = "combo"\nparams = { parts = { ce = -1.0, dice = 1.0 } }\n',
+        "parts.ce: Input should be greater than or equal to 0",
+    ),
+    "negative class weight": (
+        '[loss]\nname = "ce"\nparams = { weights = [1.0, -2.0, 1.0, 1.0, 1.0] }\n',
+        "weights.1: Input should be greater than or equal to 0",
+    ),
 }
 
 FLAGS_REFUSED = {
@@ -439,6 +475,16 @@ FLAGS_REFUSED = {
     "-p empty name": (["-p", "no:"], "-p expects no:NAME"),
     "-p disables the default": (["-p", "no:unet"], "unknown architecture 'unet'"),
     "unknown flag": (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+    "--seed 2**64": (["--seed", str(2**64)], "seed: Input should be less than 4294967296"),
+    "--set device meta": (["--set", "train.device=meta"], "train.device: not a device a run can train on"),
+    "--set device cpu:1": (["--set", "train.device=cpu:1"], "train.device: not a device a run can train on"),
+    "--set ignore_index past the classes": (["--set", "data.ignore_index=7"], "is not a class of 0..4"),
+    "--set epochs true": (["--set", "train.epochs=true"], "train.epochs: Input should be a valid integer"),
+    "--loss-param negative combo weight": (["--loss", "combo", "--loss-param", "parts=ce:-1"], "parts.ce"),
+    "--loss-param negative class weight": (
+        ["--loss", "ce", "--loss-param", "weights=1,-2,1,1,1"],
+        "weights.1",
+    ),
 }
 
 SETTINGS_REFUSED = {f"toml: {k}": ("toml", *v) for k, v in TOML_REFUSED.items()} | {
@@ -519,6 +565,29 @@ OTHER_FLAGS_REFUSED = {
     "list --kind": (["list", "--kind", "model"], "argument --kind: invalid choice: 'model'"),
     "check-plugin unknown": (["check-plugin", "unett"], "did you mean 'unet'?"),
     "check-plugin --kind": (["check-plugin", "unet", "--kind", "dataset"], "invalid choice: 'dataset'"),
+    "leaderboard --since overflow": (["leaderboard", "--since", "999999999999d"], "is out of range"),
+    "leaderboard --since extreme date": (
+        ["leaderboard", "--since", "9999-12-31T23:59:59-01:00"],
+        "is out of range",
+    ),
+    "compare --resamples 10**12": (
+        ["compare", "{run}", "{run}", "--resamples", str(10**12)],
+        "--resamples must be at least 1 and at most",
+    ),
+    "compare --seed -1": (["compare", "{run}", "{run}", "--seed", "-1"], "--seed must be 0 or more"),
+    "sweep seeds past the largest": (
+        ["sweep", "--seeds", "3", "--set", f"seed={2**32 - 2}"],
+        "would go past the largest seed",
+    ),
+    "predict --out a directory": (
+        ["predict", "{run}", "--data", "synthetic", "--out", "{tmp}"],
+        "is a directory",
+    ),
+    "predict --out empty": (["predict", "{run}", "--data", "synthetic", "--out", ""], "--out is empty"),
+    "predict --out under a file": (
+        ["predict", "{run}", "--data", "synthetic", "--out", "{store}/x.csv"],
+        "cannot write in",
+    ),
     "no command": ([], "the following arguments are required: COMMAND"),
     "unknown command": (["frobnicate"], "invalid choice: 'frobnicate'"),
 }
@@ -529,7 +598,11 @@ def test_bad_flags_of_other_commands_leave_the_store_alone(case, trained, capsys
     store, run_id = trained
     given, match = OTHER_FLAGS_REFUSED[case]
     out_base = tmp_path / "out"
-    argv = [a.replace("{run}", run_id).replace("{out}", str(out_base)) for a in given]
+    argv = [
+        a.replace("{run}", run_id).replace("{out}", str(out_base)).replace("{tmp}", str(tmp_path))
+        for a in given
+    ]
+    argv = [a.replace("{store}", str(store)) for a in argv]
     before = snapshot(store)
     code, out, err = run_cli(capsys, *argv, *(["--store", str(store)] if argv else []))
     assert_one_line(code, err, match)
