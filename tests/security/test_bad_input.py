@@ -608,3 +608,15 @@ def test_bad_flags_of_other_commands_leave_the_store_alone(case, trained, capsys
     assert_one_line(code, err, match)
     assert out == "" and snapshot(store) == before
     assert not any(p.name.startswith("out") for p in tmp_path.iterdir())
+
+
+def test_evaluate_on_masks_that_are_all_background_says_nothing_to_score(trained, capsys, tmp_path):
+    store, run_id = trained
+    path = tmp_path / "background.npz"
+    data = _train()
+    data[:, 1] = 0  # every pixel is the ignored class
+    np.savez(path, training_set=data)
+    before = snapshot(store)
+    code, out, err = run_cli(capsys, "evaluate", run_id, "--data", str(path), "--store", str(store))
+    assert_one_line(code, err, "nothing to score")
+    assert out == "" and snapshot(store) == before
