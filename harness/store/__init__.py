@@ -1,8 +1,9 @@
 """The run store (SQLite): the single source of truth every reader uses.
 
 `from harness.store import RunStore, resolve_store_path, ...` reaches every public name; the modules say
-where each lives: `runs` (the store), `heartbeat` (liveness of running runs), `schema` (tables and
-migrations), `paths` (where the store is), `errors`.
+where each lives: `runs` (the store), `opening` (which files are ours; readers open read-only),
+`heartbeat` (liveness of running runs), `schema` (tables and migrations), `paths` (where the store is),
+`errors`.
 """
 
 from harness.store.errors import RunClaimed, RunNotFound, StoreError, StoreNotFound, StoreNotInitialised
