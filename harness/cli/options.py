@@ -22,6 +22,7 @@ from rich.console import Console
 
 from harness.config import Resolved, build_config, read_toml, resolve
 from harness.plugins import Registry, load_plugins, parse_blocked
+from harness.training.signals import ending_at_once
 
 EXIT_FAILED = 1
 
@@ -155,7 +156,8 @@ def resolved_config(args: argparse.Namespace, registry: Registry) -> Resolved:
 
 def load_registry(args: argparse.Namespace, err: Console) -> Registry:
     """The plugins minus `-p no:NAME`; each plugin that failed to load is one warning line on `err`."""
-    registry = load_plugins(blocked=parse_blocked(args.plugin_options))
+    with ending_at_once():  # plugins import third-party code, which may swallow a KeyboardInterrupt
+        registry = load_plugins(blocked=parse_blocked(args.plugin_options))
     for problem in registry.problems:
         err.print(f"harness: warning: {problem}", markup=False)
     return registry

@@ -28,7 +28,7 @@ from harness.training.distributed import SINGLE, NullStore, SilentRegistry, laun
 from harness.training.loop import Budget, Diverged, LoopState, run_loop, steps_per_epoch
 from harness.training.prepare import Prepared, check_distributed, prepare_on_device
 from harness.training.progress import ConsoleProgress
-from harness.training.signals import interruptible, signals_deferred
+from harness.training.signals import signals_deferred
 
 log = logging.getLogger("harness")
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
@@ -91,7 +91,7 @@ def execute(
     if launched_size() == 1:
         prep = prepare_on_device(resolved, SINGLE)
         check_fits(prep.model, resume)
-        with interruptible(), RunStore(store_path) as store:
+        with RunStore(store_path) as store:
             _reap(store)
             return _train_recorded(resolved, prep, store, *args)
     with process_group(resolved.config.train.device) as world:
@@ -103,7 +103,7 @@ def execute(
         else:
             store = RunStore(store_path)
             _reap(store)
-        with interruptible(), store:
+        with store:
             return _train_recorded(resolved, prep, store, *args)
 
 

@@ -3,8 +3,9 @@
 SIGTERM (kill, a scheduler's stop, torchrun) is raised in the main thread as `Terminated`, a
 KeyboardInterrupt, so that Ctrl-C and SIGTERM take the same path and record the run 'interrupted'.
 The command line installs `stop_signals` first thing, before its heavy imports: the first signal stops the
-process, later ones are ignored (a second Ctrl-C while the run is recorded or the last line printed would
-otherwise end the process with a traceback). While a final status is written, SIGINT and SIGTERM are held
+command, later ones are ignored (a second Ctrl-C while the run is recorded or the last line printed would
+otherwise end the process with a traceback); during the imports and plugin loading it ends the process at
+once. While a final status is written, SIGINT and SIGTERM are held
 and delivered after the write.
 """
 
@@ -40,18 +41,18 @@ def sigterm_interrupts() -> Iterator[None]:
 
 
 # stop_signals' state: whether it is in force (it is re-entrant), the signal stopping the process once one
-# has come, and how many `interruptible` blocks (a run being recorded) are open.
-_state = {"installed": False, "stopping": None, "interruptible": 0}
+# has come, and how many `ending_at_once` blocks (imports, plugin loading) are open.
+_state = {"installed": False, "stopping": None, "at_once": 0}
 
 
 def _stop(signum: int, frame: object) -> None:
     if _state["stopping"] is not None:
         return  # the first signal is already stopping the process
     _state["stopping"] = signum
-    if _state["interruptible"]:
+    if not _state["at_once"]:
         raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
-    # Nothing under way needs recording (imports, plugins, data, a read): end now, whatever library is
-    # running; an exception raised inside a third-party import may be swallowed or turned into another.
+    # Importing third-party code: an exception raised inside an import may be swallowed or turned into
+    # another, and nothing has started that needs recording, so end here.
     what = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
     try:
         sys.stderr.write(f"harness: {what}\n")
@@ -62,15 +63,14 @@ def _stop(signum: int, frame: object) -> None:
 
 @contextmanager
 def stop_signals() -> Iterator[None]:
-    """While the block runs, the first SIGINT or SIGTERM stops the process with one line and exit 130 or
-    143: at once, or inside an `interruptible` block by raising KeyboardInterrupt (`Terminated` for
-    SIGTERM) so the run is recorded. Later signals are ignored, and stay ignored after a stop (the process
-    is on its way out); otherwise the previous handlers come back. Re-entrant; a no-op outside the main
-    thread."""
+    """While the block runs, the first SIGINT raises KeyboardInterrupt and the first SIGTERM `Terminated`
+    (inside `ending_at_once`, they end the process at once with one line and exit 130 or 143). Later
+    signals are ignored, and stay ignored after a stop (the process is on its way out); otherwise the
+    previous handlers come back. Re-entrant; a no-op outside the main thread."""
     if threading.current_thread() is not threading.main_thread() or _state["installed"]:
         yield
         return
-    _state.update(stopping=None, interruptible=0)
+    _state.update(stopping=None, at_once=0)
     previous = {signum: signal.signal(signum, _stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     _state["installed"] = True
     try:
@@ -82,14 +82,14 @@ def stop_signals() -> Iterator[None]:
 
 
 @contextmanager
-def interruptible() -> Iterator[None]:
-    """While a run is recorded: under `stop_signals`, a signal raises KeyboardInterrupt in the main thread
-    (the run records itself 'interrupted' and the command prints which) instead of ending the process."""
-    _state["interruptible"] += 1
+def ending_at_once() -> Iterator[None]:
+    """While imports or plugin loading run under `stop_signals`: a signal ends the process at once (one
+    line, 130 or 143) instead of raising inside third-party code that may swallow the exception."""
+    _state["at_once"] += 1
     try:
         yield
     finally:
-        _state["interruptible"] -= 1
+        _state["at_once"] -= 1
 
 
 @contextmanager

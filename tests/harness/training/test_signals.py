@@ -13,7 +13,6 @@ import pytest
 
 from harness.training.signals import (
     Terminated,
-    interruptible,
     signals_deferred,
     sigterm_interrupts,
     stop_signals,
@@ -62,9 +61,9 @@ def test_outside_the_main_thread_both_are_no_ops():
     assert seen == [before]
 
 
-def test_under_stop_signals_the_first_signal_stops_a_recorded_run_and_later_ones_are_ignored():
+def test_under_stop_signals_the_first_signal_raises_and_later_ones_are_ignored():
     before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(KeyboardInterrupt), stop_signals(), interruptible():
+    with pytest.raises(KeyboardInterrupt), stop_signals():
         try:
             os.kill(os.getpid(), signal.SIGINT)
             signal.sigtimedwait([], 0)
@@ -79,9 +78,10 @@ def test_under_stop_signals_the_first_signal_stops_a_recorded_run_and_later_ones
     assert signal.getsignal(signal.SIGINT) is before  # no stop: the handlers come back
 
 
-def test_outside_a_recorded_run_a_signal_ends_the_process_at_once_in_one_line():
-    code = "from harness.training.signals import stop_signals\nimport os, signal, time\n"
-    code += "with stop_signals():\n    os.kill(os.getpid(), signal.SIGTERM)\n    time.sleep(5)\n"
+def test_while_plugins_load_a_signal_ends_the_process_at_once_in_one_line():
+    code = "from harness.training.signals import ending_at_once, stop_signals\nimport os, signal, time\n"
+    code += "with stop_signals(), ending_at_once():\n"
+    code += "    os.kill(os.getpid(), signal.SIGTERM)\n    time.sleep(5)\n"
     code += "print('not reached')"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 143 and done.stdout == ""
