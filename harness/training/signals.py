@@ -27,19 +27,6 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated
 
 
-@contextmanager
-def sigterm_interrupts() -> Iterator[None]:
-    """While the block runs, SIGTERM raises `Terminated` (a no-op outside the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 # stop_signals' state: whether it is in force (it is re-entrant), the signal stopping the process once one
 # has come, and how many `ending_at_once` blocks (imports, plugin loading) are open.
 _state = {"installed": False, "stopping": None, "at_once": 0}

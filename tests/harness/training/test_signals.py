@@ -14,18 +14,24 @@ import pytest
 from harness.training.signals import (
     Terminated,
     signals_deferred,
-    sigterm_interrupts,
     stop_signals,
 )
 
 
-def test_sigterm_raises_terminated_a_keyboard_interrupt_and_the_handler_is_restored():
-    before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(Terminated), sigterm_interrupts():
+@pytest.fixture(autouse=True)
+def _handlers_restored():
+    """A stop leaves both signals ignored (the process is on its way out): put the test process's back."""
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in before.items():
+        signal.signal(signum, handler)
+
+
+def test_sigterm_raises_terminated_a_keyboard_interrupt():
+    with pytest.raises(Terminated), stop_signals():
         os.kill(os.getpid(), signal.SIGTERM)
         signal.sigtimedwait([], 0)  # a no-op that gives the handler its chance
     assert issubclass(Terminated, KeyboardInterrupt)  # the same path records the run 'interrupted'
-    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_a_signal_during_the_deferred_block_is_delivered_after_it():
@@ -41,7 +47,7 @@ def test_a_signal_during_the_deferred_block_is_delivered_after_it():
 
 
 def test_a_sigterm_during_the_deferred_block_lands_after_it_as_terminated():
-    with pytest.raises(Terminated), sigterm_interrupts(), signals_deferred():
+    with pytest.raises(Terminated), stop_signals(), signals_deferred():
         os.kill(os.getpid(), signal.SIGTERM)
         finished = True
     assert finished
@@ -52,7 +58,7 @@ def test_outside_the_main_thread_both_are_no_ops():
     seen = []
 
     def worker():  # signal.signal would raise ValueError here: only the main thread may set handlers
-        with sigterm_interrupts(), signals_deferred():
+        with stop_signals(), signals_deferred():
             seen.append((signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)))
 
     thread = threading.Thread(target=worker)
