@@ -43,6 +43,8 @@ def harness_blocks() -> list[BlockSpec]:
     skip-fusion block (role "skip") is built with (skip_channels, gating_channels) and called as
     `module(skip, gating)`; `BlockSpec`'s docstring defines both signatures. Architectures that compose
     blocks (unet, unetpp) use any registered block by name: `--arch-param encoder_block=NAME`.
+    A block is a "stage" (it stands alone in a stage) or an "attachment" (`BlockSpec.placement`: it
+    must follow a stage in a '+' chain, e.g. `conv+gc`).
     """
 
 

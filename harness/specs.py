@@ -206,11 +206,25 @@ class BlockSpec(PluginSpec):
       (the block resamples), and returns (B, skip_channels, H, W): the skip as the decoder should
       see it, which the architecture then concatenates with its up-sampled decoder features.
     A block declaring several roles is called with the signature of the role it is used in.
+
+    `placement` says what the block is in the encoder, bottleneck and decoder roles:
+    - "stage" (the default): it maps a stage's input to its output with spatial context of its own, so
+      an output position depends on its input neighbours (the conformance kit perturbs one pixel and
+      checks); it may stand alone or lead a '+' chain.
+    - "attachment": it recalibrates features it is given (a context or gating unit such as `gc`) and
+      must follow a stage in a '+' chain (`conv+gc`, `se+gc`); alone, or first in a chain, it is refused
+      when the params are parsed, before anything is built.
+    Skip fusion ("skip") is not a stage: `placement` does not apply to it.
     """
 
     kind: ClassVar[str] = "block"
     roles: frozenset[BlockRole] = Field(
         frozenset({"encoder", "bottleneck", "decoder"}), min_length=1, description="Where the block may go."
+    )
+    placement: Literal["stage", "attachment"] = Field(
+        "stage",
+        description="stage: a stage by itself (spatial context of its own); attachment: recalibrates "
+        "features and must follow a stage in a '+' chain.",
     )
 
 
