@@ -30,7 +30,9 @@ def harness_architectures() -> list[ArchitectureSpec]:
     """Return the segmentation architectures this plugin provides (may be empty).
 
     Called once when plugins load. Each `ArchitectureSpec.build(params, *, in_channels, num_classes)`
-    returns an `nn.Module` mapping (B, in_channels, H, W) to (B, num_classes, H, W) logits.
+    returns an `nn.Module` mapping (B, in_channels, H, W) to (B, num_classes, H, W) logits. An optional
+    `ArchitectureSpec.fit(model, masks)` adapts a model built for a run to its training masks (maskrcnn's
+    anchors); `ArchitectureSpec`'s docstring says when it is called and what it may change.
     """
 
 

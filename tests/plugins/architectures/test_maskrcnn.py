@@ -63,7 +63,7 @@ def test_params_are_validated():
 
 
 def test_training_returns_named_finite_scalar_losses_with_gradients_everywhere():
-    model = _build().train()
+    model = _build(fallback="semantic").train()
     images, masks = _scene()
     losses = model(images, masks)
     assert set(losses) == LOSSES
@@ -89,8 +89,8 @@ def test_images_without_instances_still_give_finite_losses(kind):
 def test_loss_weights_scale_their_losses():
     torch.manual_seed(0)
     images, masks = _scene()
-    plain = _build().train()
-    weighted = _build(mask_weight=3.0, semantic_weight=0.0).train()
+    plain = _build(fallback="semantic").train()
+    weighted = _build(fallback="semantic", mask_weight=3.0, semantic_weight=0.0).train()
     weighted.load_state_dict(plain.state_dict())
     torch.manual_seed(1)
     first = plain(images, masks)
@@ -102,7 +102,7 @@ def test_loss_weights_scale_their_losses():
 
 def test_losses_decrease_when_fitting_one_image():
     torch.manual_seed(0)
-    model = _build(norm="group").train()
+    model = _build(norm="group", fallback="semantic").train()
     images, masks = _scene(batch=1)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     totals = []
@@ -171,10 +171,10 @@ def test_detections_decide_where_their_masks_lie_and_the_fallback_elsewhere(monk
         assert torch.allclose(without, semantic.clamp_min(np.log(1e-6)), atol=1e-4)
 
 
-def test_fallback_none_drops_the_semantic_head_and_its_loss():
-    model = _build(fallback="none")
-    assert model.semantic_head is None
-    assert count_params(model) < count_params(_build())
+def test_the_default_is_the_detector_alone_without_a_semantic_head_or_its_loss():
+    model = _build()
+    assert SPEC.parse_params().fallback == "none" and model.semantic_head is None
+    assert count_params(model) < count_params(_build(fallback="semantic"))
     images, masks = _scene()
     assert set(model.train()(images, masks)) == LOSSES - {"semantic"}
 
@@ -225,7 +225,7 @@ def test_roi_levels_follow_the_fpn_rule():
 def test_the_training_loop_takes_the_loss_path_through_the_flag():
     model = _build().train()
     images, masks = _scene()
-    resolved = SimpleNamespace(arch=SPEC)
+    resolved = SimpleNamespace(arch=SPEC, config=SimpleNamespace(data=SimpleNamespace(ignore_index=0)))
     torch.manual_seed(0)
     total = compute_loss(resolved, model, None, images, masks, multiple=32)
     torch.manual_seed(0)
