@@ -195,6 +195,9 @@ def write_submission(masks: np.ndarray, out: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+VARIANT_KEYS = ("miou_an2dl", "miou_fg", "iou")  # what `evaluate` reports of each scoring variant
+
+
 def evaluate(
     run_id: str,
     data: str | SegmentationData,
@@ -203,7 +206,10 @@ def evaluate(
     device: str = "auto",
     plugins: Registry | None = None,
 ) -> dict[str, Any]:
-    """The run's metrics on every labelled image (`training_set`) of `data`."""
+    """The run's metrics on every labelled image (`training_set`) of `data`.
+
+    For a model with `scoring_variants` (see `ArchitectureSpec`), "variants" also maps each variant's
+    name to its mIoU (an2dl, fg) and per-class IoU: maskrcnn's detections, semantic head and both."""
     loaded = load_run(run_id, store=store, plugins=plugins)
     cfg = loaded.resolved.config
     dataset = load_source(data, cfg.data.num_classes, plugins)
@@ -214,17 +220,27 @@ def evaluate(
             f"({dataset.class_names[ignored]}), which the metric ignores"
         )
     target, amp = _device_and_amp(loaded, device)
-    metrics, _, _ = score(
-        loaded.model,
-        dataset.images,
-        dataset.masks,
-        norm=loaded.norm,
-        multiple=loaded.resolved.multiple,
-        num_classes=cfg.data.num_classes,
-        ignore_index=cfg.data.ignore_index,
-        device=target,
-        batch_size=eval_batch_size(target, cfg.train.eval_batch_size),
-        amp_dtype=amp,
-    )
-    result = metrics.to_dict(list(dataset.class_names))
-    return {"run_id": loaded.run_id, "data": dataset.source, "images": len(dataset), **result}
+
+    def scored() -> dict[str, Any]:
+        metrics, _, _ = score(
+            loaded.model,
+            dataset.images,
+            dataset.masks,
+            norm=loaded.norm,
+            multiple=loaded.resolved.multiple,
+            num_classes=cfg.data.num_classes,
+            ignore_index=cfg.data.ignore_index,
+            device=target,
+            batch_size=eval_batch_size(target, cfg.train.eval_batch_size),
+            amp_dtype=amp,
+        )
+        return metrics.to_dict(list(dataset.class_names))
+
+    result = scored()
+    # A model whose output combines parts (maskrcnn's detections and semantic head) is scored per part.
+    variants = {}
+    for name in getattr(loaded.model, "scoring_variants", ()):
+        with loaded.model.scoring_variant(name):
+            variants[name] = {key: value for key, value in scored().items() if key in VARIANT_KEYS}
+    extra = {"variants": variants} if variants else {}
+    return {"run_id": loaded.run_id, "data": dataset.source, "images": len(dataset), **result, **extra}

@@ -30,7 +30,9 @@ def harness_architectures() -> list[ArchitectureSpec]:
     """Return the segmentation architectures this plugin provides (may be empty).
 
     Called once when plugins load. Each `ArchitectureSpec.build(params, *, in_channels, num_classes)`
-    returns an `nn.Module` mapping (B, in_channels, H, W) to (B, num_classes, H, W) logits.
+    returns an `nn.Module` mapping (B, in_channels, H, W) to (B, num_classes, H, W) logits. An optional
+    `ArchitectureSpec.fit(model, masks)` adapts a model built for a run to its training masks (maskrcnn's
+    anchors); `ArchitectureSpec`'s docstring says when it is called and what it may change.
     """
 
 
@@ -43,6 +45,8 @@ def harness_blocks() -> list[BlockSpec]:
     skip-fusion block (role "skip") is built with (skip_channels, gating_channels) and called as
     `module(skip, gating)`; `BlockSpec`'s docstring defines both signatures. Architectures that compose
     blocks (unet, unetpp) use any registered block by name: `--arch-param encoder_block=NAME`.
+    A block is a "stage" (it stands alone in a stage) or an "attachment" (`BlockSpec.placement`: it
+    must follow a stage in a '+' chain, e.g. `conv+gc`).
     """
 
 

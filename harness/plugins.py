@@ -48,6 +48,7 @@ DEFAULT_PLUGINS = (
     "plugins.blocks.aspp",
     "plugins.blocks.rdam",
     "plugins.blocks.mhsa",
+    "plugins.blocks.transformer",
     "plugins.blocks.cba",
     "plugins.blocks.mlp",
     "plugins.losses.ce",

@@ -159,6 +159,19 @@ class ArchitectureSpec(PluginSpec):
       semantic masks and returns a dict of named scalar losses that the loop sums; in eval mode it
       returns logits like every other architecture.
     - compiles: the module goes through `torch.compile` (False declares that it does not).
+    - fit: an optional step that adapts the model to the data it will train on, `fit(model, masks) ->
+      dict`. When a run is prepared it is called once, right after `build` (before the cost is measured
+      and anything is recorded), with the training split's (N, H, W) uint8 masks on the CPU, after
+      balancing and before augmentation. It may change the model's buffers (never its parameter
+      shapes: `evaluate` and `predict` rebuild the model from the params and load the checkpoint, so
+      whatever it fitted must live in the state dict). It returns JSON-serialisable data saying what
+      it fitted, which the run records in its metrics under "fitted". maskrcnn fits its anchors.
+
+    A model may also define, for the readers that measure and score it:
+    - `cost_probe()`: a context manager inside which an eval forward does the work a trained model does
+      (maskrcnn: every proposal scores as a detection), so the GFLOPs measured on the fresh model count it;
+    - `scoring_variants` (names) and `scoring_variant(name)` (a context manager selecting what eval mode
+      returns): outputs that `evaluate` scores apart, e.g. a hybrid's parts.
     """
 
     kind: ClassVar[str] = "architecture"
@@ -172,6 +185,9 @@ class ArchitectureSpec(PluginSpec):
     )
     params_count: int | None = Field(
         None, ge=0, description="Declared trainable parameters with default params (the kit checks it)."
+    )
+    fit: Callable[[Any, torch.Tensor], dict[str, Any]] | None = Field(
+        None, description="fit(model, training masks) -> what was fitted; called once when a run is prepared."
     )
 
     def multiple(self, params: BaseModel) -> int:
@@ -206,11 +222,25 @@ class BlockSpec(PluginSpec):
       (the block resamples), and returns (B, skip_channels, H, W): the skip as the decoder should
       see it, which the architecture then concatenates with its up-sampled decoder features.
     A block declaring several roles is called with the signature of the role it is used in.
+
+    `placement` says what the block is in the encoder, bottleneck and decoder roles:
+    - "stage" (the default): it maps a stage's input to its output with spatial context of its own, so
+      an output position depends on its input neighbours (the conformance kit perturbs one pixel and
+      checks); it may stand alone or lead a '+' chain.
+    - "attachment": it recalibrates features it is given (a context or gating unit such as `gc`) and
+      must follow a stage in a '+' chain (`conv+gc`, `se+gc`); alone, or first in a chain, it is refused
+      when the params are parsed, before anything is built.
+    Skip fusion ("skip") is not a stage: `placement` does not apply to it.
     """
 
     kind: ClassVar[str] = "block"
     roles: frozenset[BlockRole] = Field(
         frozenset({"encoder", "bottleneck", "decoder"}), min_length=1, description="Where the block may go."
+    )
+    placement: Literal["stage", "attachment"] = Field(
+        "stage",
+        description="stage: a stage by itself (spatial context of its own); attachment: recalibrates "
+        "features and must follow a stage in a '+' chain.",
     )
 
 

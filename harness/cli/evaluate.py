@@ -37,5 +37,13 @@ def run(args: argparse.Namespace) -> int:
     table.add_row("pixel accuracy", fmt(result["pixel_accuracy"]))
     for name, value in result["iou"].items():
         table.add_row(f"IoU {name}", fmt(value))
+    add_variant_rows(table, result.get("variants") or {})
     wide_console().print(table)
     return 0
+
+
+def add_variant_rows(table: Table, variants: dict) -> None:
+    """One mIoU row per scoring variant of the model (maskrcnn: detections, semantic head, combined)."""
+    for name, scores in variants.items():
+        label = name if name == "combined" else f"{name} only"
+        table.add_row(f"mIoU (an2dl), {label}", fmt(scores["miou_an2dl"]))

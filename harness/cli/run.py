@@ -127,6 +127,13 @@ def print_result(result: api.RunResult) -> None:
         f"(fg {fmt(metrics.get('miou_fg'))}) at epoch {result.best_epoch}/{result.epochs}"
     )
     print(f"  per-class IoU: {per_class}")
+    fitted = metrics.get("fitted") or {}
+    if "recall" in fitted:  # an architecture fitted its anchors to the training instances (maskrcnn)
+        before = f"{fmt(fitted['recall_before'], 3)} before fitting, " if "recall_before" in fitted else ""
+        print(
+            f"  anchors {fitted.get('anchors')}: recall at IoU {fitted.get('iou')} "
+            f"{before}{fmt(fitted['recall'], 3)} ({fitted.get('instances')} instances)"
+        )
     print(
         f"  train {fmt(result.train_img_s, 1)} img/s, wall {result.wall_time:.1f} s, "
         f"checkpoint {result.checkpoint if result.checkpoint.exists() else 'none'}"

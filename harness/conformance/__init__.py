@@ -31,6 +31,7 @@ from harness.conformance.blocks import (
     check_block_norms,
     check_block_params,
     check_block_shapes,
+    check_block_stage,
 )
 from harness.conformance.kit import NUM_CLASSES, SIZE, CheckFailed, require, shallow_params, small_params
 from harness.conformance.losses import LOSS_CHECKS, check_loss_ignore_index, check_loss_value
@@ -51,6 +52,7 @@ __all__ = [
     "check_block_norms",
     "check_block_params",
     "check_block_shapes",
+    "check_block_stage",
     "check_builds",
     "check_compile",
     "check_deep_supervision",

@@ -1,5 +1,6 @@
 """The block checks: shapes in every role (even and odd sizes, widening and narrowing), gradients to every
-parameter and input, every norm honoured, and parameters that refuse unknown names and bad values."""
+parameter and input, every norm honoured, parameters that refuse unknown names and bad values, and a
+stage block's spatial context (its output at a pixel's neighbours moves when that pixel does)."""
 
 from __future__ import annotations
 
@@ -109,6 +110,43 @@ def check_block_norms(spec: BlockSpec, registry: Any = None) -> str:
     return f"{', '.join(NORMS)} as {role}"
 
 
+STAGE_ROLES = ("encoder", "bottleneck", "decoder")
+# The perturbed pixel sits off the centre (row 2, column 5 of a 7x9 map) so that a block mirroring or
+# centring its input cannot pass by accident; its 8 neighbours are all inside the map.
+STAGE_PROBE_SIZE, STAGE_PROBE_PIXEL = (7, 9), (2, 5)
+
+
+def check_block_stage(spec: BlockSpec, registry: Any = None) -> str:
+    """A stage block (`placement="stage"`) mixes a pixel with its neighbours: changing one input pixel
+    must change the output at some of its 8 neighbours. Run in eval mode, with BatchNorm, so that batch
+    statistics (which couple every position in training) cannot fake it; the block is used as built."""
+    roles = [role for role in STAGE_ROLES if role in spec.roles]
+    if not roles:
+        return "skip fusion only: not a stage"
+    if spec.placement == "attachment":
+        return "attachment: follows a stage in a '+' chain, not checked alone"
+    a, b = BLOCK_CHANNELS[1]
+    block = _build_block(spec, registry, a, b).eval()
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(1, a, *STAGE_PROBE_SIZE, generator=generator)
+    row, col = STAGE_PROBE_PIXEL
+    moved = x.clone()
+    # A random change across channels: the same shift on every channel is invisible to a LayerNorm.
+    moved[0, :, row, col] += 3.0 * torch.randn(a, generator=generator)
+    with torch.no_grad():
+        change = (block(moved) - block(x)).abs().amax(dim=(0, 1))  # (H, W)
+    around = change[row - 1 : row + 2, col - 1 : col + 2].clone()
+    around[1, 1] = 0.0  # the pixel itself does not count: a 1x1 conv moves it too
+    scale = max(float(change.max()), 1e-12)
+    require(
+        float(around.max()) > 1e-4 * scale,
+        f"declared a stage, but changing one input pixel left its neighbours' outputs unchanged (as a "
+        f"1x1-only block would) as {roles[0]}: add spatial context, or declare placement='attachment' "
+        f"if it must follow a stage (used as conv+{spec.name})",
+    )
+    return f"neighbours move by up to {float(around.max()):.2g}"
+
+
 def _bad_values(field) -> list[object]:
     """Values the field must refuse: a mapping (no scalar or list field takes one) and broken bounds."""
     bad: list[object] = [{"not": "valid"}]
@@ -152,4 +190,5 @@ BLOCK_CHECKS = {
     "gradients": check_block_gradients,
     "norms": check_block_norms,
     "params": check_block_params,
+    "stage": check_block_stage,
 }

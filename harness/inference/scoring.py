@@ -43,6 +43,14 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     return x, (height, width)
 
 
+def pad_masks(masks: torch.Tensor, multiple: int, fill: int | None) -> torch.Tensor:
+    """(B, H, W) masks padded at the bottom and right up to a multiple, like `pad_to_multiple`'s images,
+    the new pixels labelled `fill` (the ignored class; 0 when there is none): they hold no instance."""
+    height, width = masks.shape[-2:]
+    pad = (0, (-width) % multiple, 0, (-height) % multiple)
+    return F.pad(masks, pad, value=0 if fill is None else fill) if any(pad) else masks
+
+
 def _is_channels_last(model: nn.Module) -> bool:
     """Whether the model's 4-d weights are channels-last: its input should then be too, or every conv
     converts it first."""

@@ -24,7 +24,14 @@ from harness.augment.backend import batch_augmenter, epoch_view
 from harness.config import Resolved
 from harness.inference.device import eval_batch_size
 from harness.inference.metrics import metrics_from_confusion
-from harness.inference.scoring import autocast_for, forward_logits, predict_masks, score
+from harness.inference.scoring import (
+    autocast_for,
+    forward_logits,
+    pad_masks,
+    pad_to_multiple,
+    predict_masks,
+    score,
+)
 from harness.specs import RunInfo
 from harness.store import RunStore
 from harness.training.checkpoints import (
@@ -160,6 +167,8 @@ def run_loop(
         if improved:
             state.best_score, state.best_epoch = current, epoch
             state.best_metrics = metrics.to_dict(list(prep.data.class_names))
+            if prep.fitted is not None:  # what the architecture fitted to the data (maskrcnn's anchors)
+                state.best_metrics["fitted"] = prep.fitted
         state.stale = 0 if improved else state.stale + 1
         schedule.step_epoch(current)
         if world.is_main:
@@ -272,8 +281,9 @@ def compute_loss(
     resolved: Resolved, model: nn.Module, loss_fn: nn.Module, x, target, multiple: int, extra=()
 ):
     """One training loss, following the capability flags (never the names); `extra` = distance maps."""
-    if resolved.arch.instance_based:
-        losses = model(x, target)
+    if resolved.arch.instance_based:  # padded like any input; the masks' padding is the ignored class
+        padded, _ = pad_to_multiple(x, multiple)
+        losses = model(padded, pad_masks(target, multiple, resolved.config.data.ignore_index))
         return sum(losses.values())
     out = forward_logits(model, x, multiple)
     if resolved.arch.deep_supervision:

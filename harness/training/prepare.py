@@ -57,6 +57,9 @@ class Prepared:
     val_distances: torch.Tensor | None = None
     world: World = SINGLE  # the processes sharing this run (torchrun); SINGLE for a plain run
     scaler: Any = None  # a GradScaler under fp16 autocast (CUDA without bf16); bf16 needs none
+    fitted: dict[str, Any] | None = (
+        None  # what the architecture's fit step fitted (recorded with the metrics)
+    )
 
 
 def prepare_on_device(resolved: Resolved, world: World = SINGLE) -> Prepared:
@@ -110,6 +113,9 @@ def prepare(resolved: Resolved, world: World = SINGLE) -> Prepared:
         class_weights=balanced.class_weights,
     )
     _check_supervision_weights(resolved, model, data)
+    # An architecture that adapts to its data (maskrcnn's anchors) does it once, before the cost.
+    fit = resolved.arch.fit
+    fitted = fit(model, balanced.masks.cpu()) if fit is not None else None
     params = count_params(model)
     try:
         gflops = forward_gflops(model)
@@ -137,6 +143,7 @@ def prepare(resolved: Resolved, world: World = SINGLE) -> Prepared:
         train_distances=None if distances is None else distances(balanced.masks),
         val_distances=None if distances is None else distances(data.masks[val_idx]),
         world=world,
+        fitted=fitted,
     )
 
 

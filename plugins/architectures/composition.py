@@ -9,7 +9,9 @@ block (`harness list --kind block`) whose roles include the place it goes:
     skip_fusion    each skip, before the concat role "skip"        default none (plain concatenation)
 
 The first three may chain blocks with '+', applied in order (`bottleneck=rdam+gc`: the first part maps
-the stage's input width to its output width, the others keep it). Each choice's own parameters sit in
+the stage's input width to its output width, the others keep it). The first part must be a stage block;
+an attachment (`BlockSpec.placement`, e.g. `gc`) only follows one, so `bottleneck=gc` is refused with
+the fix (`conv+gc`). Each choice's own parameters sit in
 the mapping `<role>_params`, validated by that block's params model: flat for one block
 (`--arch-param encoder_params.reduction=8`), under each part's name for a chain
 (`--arch-param bottleneck_params.gc.reduction=8`). Names, roles and parameters are all checked when the
@@ -120,6 +122,20 @@ def _spec(field: str, role: str, name: str, registry: Any) -> Any:
     return spec
 
 
+def _check_placement(field: str, role: str, specs: list[BlockSpec]) -> None:
+    """A stage role needs a stage first: an attachment (`gc`) alone would make the stage 1x1 convs only."""
+    if role == "skip" or specs[0].placement == "stage":
+        return
+    chain = "+".join(spec.name for spec in specs)
+    stages = [spec.name for spec in specs if spec.placement == "stage"] or ["conv"]
+    fix = "+".join(stages + [spec.name for spec in specs if spec.placement == "attachment"])
+    where = "alone" if len(specs) == 1 else "first in a chain"
+    raise ConfigError(
+        f"{field} '{chain}': block '{specs[0].name}' is an attachment (it recalibrates a stage's features "
+        f"and has no spatial context of its own), so it cannot be the {field} {where}: use {fix}"
+    )
+
+
 def _parse(spec: Any, role: str, values: Any, registry: Any) -> BaseModel:
     """The block's params; strings are read like command-line values (they may come from `k.x=v`)."""
     if not isinstance(values, dict):
@@ -141,6 +157,7 @@ def _check_params(
             raise ConfigError(f"skip_params given but skip_fusion is '{NO_FUSION}'")
         return []
     specs = [_spec(field, role, part, registry) for part in parts]
+    _check_placement(field, role, specs)
     if len(parts) == 1:
         return [(specs[0], _parse(specs[0], role, values, registry))]
     if not isinstance(values, dict):

@@ -1,7 +1,7 @@
 """Detection parts for instance-based architectures (not a plugin: no hooks here).
 
 Pure functions, all in plain PyTorch (torchvision's compiled ops do not load with the CPU torch the
-harness pins): instances cut from semantic masks, anchors, box coding, IoU matching and balanced
+harness pins): instances cut from semantic masks, box coding, IoU matching and balanced
 sampling, NMS, RoIAlign, and pasting instance masks back into an image.
 
 Conventions. A box is (x1, y1, x2, y2) in pixel-edge coordinates: pixel (row i, column j) covers
@@ -101,31 +101,6 @@ def _overlap(first: torch.Tensor, second: torch.Tensor, axis: int) -> torch.Tens
     """Length of the intersection of the boxes' extents along x (axis 0) or y (axis 1)."""
     low = torch.maximum(first[..., axis], second[..., axis])
     return (torch.minimum(first[..., axis + 2], second[..., axis + 2]) - low).clamp_min(0)
-
-
-def make_anchors(
-    feature_sizes: Sequence[tuple[int, int]],
-    strides: Sequence[int],
-    sizes: Sequence[float],
-    ratios: Sequence[float],
-    device: torch.device | None = None,
-) -> list[torch.Tensor]:
-    """Per level, (h * w * len(ratios), 4) anchors ordered (row, column, ratio).
-
-    Level l has one anchor size `sizes[l]` (its square root area) and each ratio (height / width),
-    centred on each cell's centre ((j + 0.5) * stride): the order matches a head's (B, A, h, w) output
-    permuted to (B, h, w, A) and flattened.
-    """
-    ratio = torch.tensor(ratios, dtype=torch.float32, device=device)
-    levels = []
-    for (height, width), stride, size in zip(feature_sizes, strides, sizes, strict=True):
-        half_w, half_h = size / ratio.sqrt() / 2, size * ratio.sqrt() / 2
-        cy = (torch.arange(height, dtype=torch.float32, device=device) + 0.5) * stride
-        cx = (torch.arange(width, dtype=torch.float32, device=device) + 0.5) * stride
-        cy, cx = cy[:, None, None], cx[None, :, None]
-        corners = [cx - half_w, cy - half_h, cx + half_w, cy + half_h]
-        levels.append(torch.stack(torch.broadcast_tensors(*corners), dim=-1).reshape(-1, 4))
-    return levels
 
 
 def encode_boxes(reference: torch.Tensor, target: torch.Tensor, weights: Sequence[float]) -> torch.Tensor:

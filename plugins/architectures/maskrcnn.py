@@ -7,17 +7,28 @@ with every part written here (torchvision's compiled ops do not load with the ha
   (class, box, binary mask), cached per mask content so a training image is cut once and an augmented
   or balanced mask (new content) is cut again;
 - a ResNet of basic blocks with a feature pyramid (P2..P5 at strides 4..32, P6 by subsampling P5);
-- a region proposal network over anchors sized for 64x128 images, NMS on the decoded proposals;
+- anchors fitted to the training instances when the model is built for a run (`fit_anchors`: k-means
+  over the instances' (w, h) with 1 - IoU as the distance, `plugins/architectures/anchors.py`), unless
+  `anchor_sizes` / `anchor_ratios` are given; the shapes live in a buffer, so the checkpoint keeps them.
+  Departure from FPN (one anchor size per level), for fitted anchors only: every fitted shape sits on
+  every level. An anchor centred on a cell of stride s reaches IoU 0.7 with a box only if the box's
+  sides are a few strides long, and a 64-pixel-high image has few such boxes beyond P3 (stride 8): on
+  the Mars training masks FPN's placement of the fitted shapes reached IoU 0.7 for 7 % of the
+  instances, every shape on every level for 51 %;
+- a region proposal network over those anchors, NMS on the decoded proposals of each pyramid level
+  separately, then the best of all levels kept (as FPN does);
 - RoIAlign from the pyramid level matching each box's size, a box head (class + class-specific box
   refinement) and a mask head (an FCN giving one 28x28 mask per class);
-- a small semantic head on P2, trained with cross-entropy (background ignored), that answers for the
-  pixels no detection covers (`fallback`).
+- with `fallback = "semantic"` only, a small semantic head on P2, trained with cross-entropy (background
+  ignored), that answers for the pixels no detection covers. The default (`"none"`) is the detector
+  alone, so its score is Mask R-CNN's; `evaluate` reports the hybrid's parts apart (`scoring_variants`).
 
 In training mode `model(images, masks)` returns the weighted losses by name (the loop sums them). In
 eval mode `model(images)` returns (B, K, H, W) log-scores like every other architecture: each detection's
 mask is pasted into its box and weighted by its score, the per-class maximum is taken, and a pixel that
 no detection covers takes the semantic head's probabilities (`fallback = "semantic"`) or a uniform
-score (`"none"`: the harness then picks the first foreground class there).
+score (`"none"`: the harness then picks the first foreground class there). Inputs must be multiples of
+32; the harness pads them (images by reflection, masks with the ignored label) in training too.
 """
 
 from __future__ import annotations
@@ -25,6 +36,8 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -36,6 +49,7 @@ from torch import nn
 
 from harness import hookimpl
 from harness.specs import ArchitectureSpec
+from plugins.architectures import anchors as anchor_fit
 from plugins.architectures.deeplab import BasicBlock
 from plugins.architectures.detection import (
     Instances,
@@ -47,10 +61,8 @@ from plugins.architectures.detection import (
     detections_to_scores,
     encode_boxes,
     instances_from_mask,
-    make_anchors,
     match_boxes,
     multilevel_roi_align,
-    nms,
     roi_align,
     sample_balanced,
 )
@@ -69,6 +81,10 @@ BOX_ROI_SIZE, MASK_ROI_SIZE = 7, 14
 MASK_SIZE = 2 * MASK_ROI_SIZE  # the mask head up-samples its RoI once
 SMOOTH_L1_BETA = 1 / 9
 MIN_BOX_SIDE = 1.0  # pixels: a kept instance is at least one pixel, so a thinner box is noise
+# Anchors when none are given and none are fitted (a model built outside a run): sized for 64x128 images.
+DEFAULT_ANCHOR_SIZES = (8.0, 16.0, 32.0, 64.0, 128.0)
+DEFAULT_ANCHOR_RATIOS = (0.5, 1.0, 2.0)
+FIT_MASKS = 2048  # training masks (evenly spaced) whose instances the anchors are fitted to
 
 Size = Annotated[float, Field(ge=1.0, le=1024.0)]
 Ratio = Annotated[float, Field(gt=0.0, le=8.0)]
@@ -86,15 +102,20 @@ class MaskRCNNParams(BaseModel):
     )
     norm: Norm = Field("batch", description="Normalisation layer of the backbone.")
     fpn_channels: int = Field(32, ge=8, le=256, description="Channels of every pyramid level and head.")
-    # Rocks are a few to tens of pixels and terrain regions span the whole 64x128 image.
-    anchor_sizes: list[Size] = Field(
-        [8, 16, 32, 64, 128],
+    # Rocks are a few to tens of pixels and terrain regions span the whole 64x128 image: rather than
+    # guess, a run fits the anchors to its training instances unless these are given.
+    anchor_sizes: list[Size] | None = Field(
+        None,
         min_length=5,
         max_length=5,
-        description="Anchor side (square root of its area) on P2..P6 (strides 4, 8, 16, 32, 64).",
+        description="Anchor side (square root of its area) on P2..P6 (strides 4..64); None: fitted to the "
+        "training instances (8..128 when nothing is fitted). Given sizes or ratios turn the fit off.",
     )
-    anchor_ratios: list[Ratio] = Field(
-        [0.5, 1.0, 2.0], min_length=1, max_length=6, description="Anchor aspect ratios (height / width)."
+    anchor_ratios: list[Ratio] | None = Field(
+        None,
+        min_length=1,
+        max_length=6,
+        description="Anchor aspect ratios (height / width); None: fitted (0.5, 1, 2 when nothing is fitted).",
     )
     min_area: int = Field(
         8, ge=1, le=8192, description="Connected components under this many pixels are no instance."
@@ -146,9 +167,10 @@ class MaskRCNNParams(BaseModel):
     mask_threshold: float = Field(
         0.5, gt=0.0, lt=1.0, description="Mask probability that makes a pixel an instance's."
     )
-    fallback: Literal["semantic", "none"] = Field(
-        "semantic",
-        description="What pixels no detection covers get: the semantic head on P2, or a uniform score.",
+    fallback: Literal["none", "semantic"] = Field(
+        "none",
+        description="What pixels no detection covers get: a uniform score (the detector alone), or a "
+        "semantic head on P2 trained beside it (a hybrid, no longer Mask R-CNN alone).",
     )
     rpn_objectness_weight: Weight = Field(1.0, description="Weight of the RPN objectness loss (BCE).")
     rpn_box_weight: Weight = Field(1.0, description="Weight of the RPN box loss (smooth L1).")
@@ -355,14 +377,24 @@ def _wide_enough(boxes: torch.Tensor) -> torch.Tensor:
 
 
 class MaskRCNN(nn.Module):
-    """Mask R-CNN with an FPN and a semantic fallback head; see the module docstring for the contract."""
+    """Mask R-CNN with an FPN (and, with fallback=semantic, a semantic head); see the module docstring."""
 
     def __init__(self, params: MaskRCNNParams, in_channels: int, num_classes: int):
         super().__init__()
         self.params, self.num_classes = params, num_classes
         channels = params.fpn_channels
+        sizes = params.anchor_sizes or DEFAULT_ANCHOR_SIZES
+        ratios = params.anchor_ratios or DEFAULT_ANCHOR_RATIOS
+        shapes = anchor_fit.from_sizes_and_ratios(sizes, ratios)
+        if self.fits_anchors:  # every shape on every level (see the module docstring); fitted per run
+            shapes = shapes.reshape(1, -1, 2).repeat(len(FPN_STRIDES), 1, 1)
+        # (levels, A, 2) anchor (w, h): a buffer, so a fitted model's checkpoint carries its anchors.
+        self.register_buffer("anchor_shapes", shapes)
+        self.register_load_state_dict_pre_hook(_keep_anchors_of_older_checkpoints)
+        self.output = "combined"  # what eval mode returns; see `scoring_variant`
+        self.probing_cost = False  # see `cost_probe`
         self.backbone = ResNetFPN(params, in_channels)
-        self.rpn = RPNHead(channels, len(params.anchor_ratios))
+        self.rpn = RPNHead(channels, shapes.shape[1])
         self.box_head = BoxHead(channels, params.box_head_width, num_classes)
         self.mask_head = _mask_head(channels, params.mask_convs, num_classes)
         self.semantic_head = _semantic_head(channels, num_classes) if params.fallback == "semantic" else None
@@ -435,8 +467,60 @@ class MaskRCNN(nn.Module):
 
     def _anchors(self, levels: list[torch.Tensor]) -> list[torch.Tensor]:
         sizes = [tuple(level.shape[-2:]) for level in levels]
-        p = self.params
-        return make_anchors(sizes, FPN_STRIDES, p.anchor_sizes, p.anchor_ratios, device=levels[0].device)
+        return anchor_fit.place(sizes, FPN_STRIDES, self.anchor_shapes)
+
+    # Anchors fitted to the data -------------------------------------------------------------------------
+
+    @property
+    def fits_anchors(self) -> bool:
+        """Whether a run fits the anchors: neither anchor_sizes nor anchor_ratios was given."""
+        return self.params.anchor_sizes is None and self.params.anchor_ratios is None
+
+    @torch.no_grad()
+    def fit_anchors(self, masks: torch.Tensor) -> dict:
+        """Fit the anchor shapes to the instances of (N, H, W) training masks; what was done, as JSON data.
+
+        Up to FIT_MASKS masks (evenly spaced) are cut into instances (through the target cache, which
+        training then reuses). Unless anchor_sizes or anchor_ratios were given, k-means with 1 - IoU
+        (`anchors.fit_shapes`) picks as many shapes as the default has (5 sizes x 3 ratios), each placed
+        on every level. The record holds the anchors and their recall: the share of instances whose best
+        anchor, placed on the pyramid of the (padded) image, overlaps them at IoU >= 0.7, the RPN's
+        positive threshold; before fitting (the defaults, one size per level as FPN places them) and
+        after.
+        """
+        rows = np.unique(np.linspace(0, len(masks) - 1, min(len(masks), FIT_MASKS)).round().astype(int))
+        arrays = masks[torch.as_tensor(rows)].to("cpu", torch.uint8).numpy() if len(masks) else []
+        found = [self.instance_cache(np.ascontiguousarray(mask)) for mask in arrays]
+        boxes = np.concatenate([item.boxes for item in found]) if found else np.zeros((0, 4), np.float32)
+        height, width = (-(-side // MULTIPLE) * MULTIPLE for side in masks.shape[-2:])
+        placed = anchor_fit.feature_sizes(height, width, FPN_STRIDES)
+
+        def recall(shapes: torch.Tensor) -> float:
+            grid = torch.cat(anchor_fit.place(placed, FPN_STRIDES, shapes.cpu()))
+            return anchor_fit.recall(torch.from_numpy(boxes), grid, RPN_POSITIVE_IOU)
+
+        record = {"masks": len(arrays), "instances": len(boxes), "iou": RPN_POSITIVE_IOU}
+        if not self.fits_anchors:
+            return {**record, "anchors": "given", "recall": recall(self.anchor_shapes)}
+        before = recall(anchor_fit.from_sizes_and_ratios(DEFAULT_ANCHOR_SIZES, DEFAULT_ANCHOR_RATIOS))
+        fitted = anchor_fit.fit_shapes(boxes, self.anchor_shapes.shape[1])
+        if fitted is None:
+            reason = "default (too few distinct instances to fit)"
+            return {
+                **record,
+                "anchors": reason,
+                "recall_before": before,
+                "recall": recall(self.anchor_shapes),
+            }
+        self.anchor_shapes.copy_(fitted.expand_as(self.anchor_shapes))
+        shapes = [[round(float(side), 1) for side in wh] for wh in fitted]
+        return {
+            **record,
+            "anchors": "fitted",
+            "anchor_wh": shapes,
+            "recall_before": before,
+            "recall": recall(self.anchor_shapes),
+        }
 
     def _rpn_losses(self, objectness, deltas, anchors, truth: Truth) -> tuple[torch.Tensor, torch.Tensor]:
         """Objectness BCE over a balanced anchor sample and smooth L1 on its positives, per sampled anchor."""
@@ -523,15 +607,21 @@ class MaskRCNN(nn.Module):
     # Shared by training and inference ------------------------------------------------------------------
 
     def _proposals(self, objectness, deltas, anchors, size, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decoded RPN boxes: the best per level, clipped, NMS over the image, the best `count` kept."""
-        boxes, scores = [], []
-        for level_scores, level_deltas, level_anchors in zip(objectness, deltas, anchors, strict=True):
+        """Decoded RPN boxes: the best per level, clipped, NMS within each level (FPN's per-level NMS, one
+        batched call: boxes of different levels never suppress each other), then the best `count` of all
+        levels kept."""
+        boxes, scores, level_ids = [], [], []
+        for level, (level_scores, level_deltas, level_anchors) in enumerate(
+            zip(objectness, deltas, anchors, strict=True)
+        ):
             top, index = level_scores.topk(min(self.params.rpn_pre_nms_top_n, level_scores.shape[1]), dim=1)
             decoded = decode_boxes(level_anchors[index], _gather_boxes(level_deltas, index), RPN_BOX_WEIGHTS)
             boxes.append(decoded)
             scores.append(top)
+            level_ids.append(torch.full_like(index, level))
         boxes, scores = clip_boxes(torch.cat(boxes, 1), *size), torch.cat(scores, 1)
-        keep = nms(boxes, scores, self.params.rpn_nms_threshold, _wide_enough(boxes))
+        levels = torch.cat(level_ids, 1)
+        keep = batched_nms(boxes, scores, levels, self.params.rpn_nms_threshold, _wide_enough(boxes))
         index, valid = _best(scores, keep, count)
         return _gather_boxes(boxes, index), valid
 
@@ -554,10 +644,40 @@ class MaskRCNN(nn.Module):
 
     # Inference -----------------------------------------------------------------------------------------
 
+    @property
+    def scoring_variants(self) -> tuple[str, ...]:
+        """The eval outputs `evaluate` scores apart: the detections alone, and with a semantic head, the
+        head alone and both combined (the default output)."""
+        return ("detections", "semantic", "combined") if self.semantic_head is not None else ("detections",)
+
+    @contextmanager
+    def scoring_variant(self, name: str) -> Iterator[None]:
+        """Eval mode returns the named variant inside the block: 'detections' (uniform where none lies),
+        'semantic' (the head's log-probabilities) or 'combined' (detections, the head elsewhere)."""
+        if name not in self.scoring_variants:
+            raise ValueError(f"maskrcnn has no output '{name}' (has: {', '.join(self.scoring_variants)})")
+        previous, self.output = self.output, name
+        try:
+            yield
+        finally:
+            self.output = previous
+
+    @contextmanager
+    def cost_probe(self) -> Iterator[None]:
+        """Inside the block every proposal scores as a detection (score threshold 0), so a cost measured on
+        an untrained model counts the full set of detections and their masks, as a trained model's."""
+        previous, self.probing_cost = self.probing_cost, True
+        try:
+            yield
+        finally:
+            self.probing_cost = previous
+
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         """(B, K, H, W) log-scores: detections where their masks lie, the fallback elsewhere."""
         size = tuple(images.shape[-2:])
         levels = self.backbone(images)
+        if self.output == "semantic":
+            return self._semantic_logits(levels[0], size).log_softmax(dim=1)
         objectness, deltas = self.rpn(levels)
         proposals, valid = self._proposals(
             objectness, deltas, self._anchors(levels), size, self.params.rpn_post_nms_test
@@ -576,7 +696,7 @@ class MaskRCNN(nn.Module):
                 size=size,
                 mask_threshold=self.params.mask_threshold,
             )
-        if self.semantic_head is not None:
+        if self.semantic_head is not None and self.output == "combined":
             fallback = self._semantic_logits(levels[0], size).softmax(dim=1)
         else:
             fallback = torch.full_like(scores, 1 / self.num_classes)
@@ -595,7 +715,8 @@ class MaskRCNN(nn.Module):
         boxes = clip_boxes(boxes.reshape(batch, -1, 4), *size)
         labels = torch.arange(1, classes + 1, device=boxes.device).repeat(batch, count)
         valid = proposal_valid.repeat_interleave(classes, dim=1)
-        valid = valid & (scores >= self.params.score_threshold) & _wide_enough(boxes)
+        threshold = 0.0 if self.probing_cost else self.params.score_threshold
+        valid = valid & (scores >= threshold) & _wide_enough(boxes)
         if not bool(valid.any()):
             return None
         keep = batched_nms(boxes, scores, labels, self.params.box_nms_threshold, valid)
@@ -609,8 +730,18 @@ class MaskRCNN(nn.Module):
         return Detections(boxes, scores.gather(1, index), labels, kept, masks)
 
 
+def _keep_anchors_of_older_checkpoints(module, state_dict, prefix, *_args) -> None:
+    """A checkpoint written before anchors were a buffer has none: it keeps the ones its params give."""
+    state_dict.setdefault(prefix + "anchor_shapes", module.anchor_shapes)
+
+
 def build(params: MaskRCNNParams, *, in_channels: int, num_classes: int) -> nn.Module:
     return MaskRCNN(params, in_channels, num_classes)
+
+
+def fit(model: nn.Module, masks: torch.Tensor) -> dict:
+    """The spec's fit step: the anchors fitted to the training masks (see `MaskRCNN.fit_anchors`)."""
+    return model.fit_anchors(masks)
 
 
 @hookimpl
@@ -618,12 +749,14 @@ def harness_architectures() -> list[ArchitectureSpec]:
     return [
         ArchitectureSpec(
             name="maskrcnn",
-            summary="Mask R-CNN (He 2017) with an FPN, trained on instances cut from the semantic masks",
+            summary="Mask R-CNN (He 2017) with an FPN, trained on instances cut from the semantic masks; "
+            "anchors fitted to them; fallback=semantic adds a semantic head",
             params=MaskRCNNParams,
             build=build,
+            fit=fit,
             input_multiple=MULTIPLE,
             instance_based=True,
             compiles=True,
-            params_count=635_682,
+            params_count=628_249,
         )
     ]

@@ -49,7 +49,7 @@ def harness_architectures() -> list[ArchitectureSpec]:
             params=SeedFullParams,
             build=unetpp.build,
             input_multiple=lambda params: 2**params.depth,
-            params_count=1_974_029,
+            params_count=1_974_030,
             deep_supervision=True,  # as unetpp: training mode returns a list of logits
         ),
         ArchitectureSpec(

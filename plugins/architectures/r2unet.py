@@ -1,9 +1,13 @@
 """R2U-Net (Alom et al. 2018), the report's "RUnet": a U-Net built from recurrent residual conv units.
 
 A recurrent conv layer (RCL) re-applies one 3x3 conv `t` more times, each time to the block input plus
-its own previous output, so the receptive field grows with every step while the weights stay those of
-a single conv. Two RCLs behind a 1x1 conv, with a residual connection around them, form every encoder,
-bottleneck and decoder block of an otherwise standard U-Net.
+its own previous output, so the receptive field grows with every step while the conv weights stay those
+of a single conv. Two RCLs behind a 1x1 conv, with a residual connection around them, form every
+encoder, bottleneck and decoder block of an otherwise standard U-Net.
+
+Departure from the reference code: each recurrent step has its own norm (the reference shares one
+BatchNorm across the steps, whose running statistics then mix t + 1 input distributions; see
+`RecurrentConv`). The conv weights stay shared.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from torch import nn
 
 from harness import hookimpl
 from harness.specs import ArchitectureSpec
-from plugins.architectures.layers import Norm, conv_norm_act
+from plugins.architectures.layers import Norm, norm_layer
 from plugins.architectures.unet import UNet
 
 
@@ -24,25 +28,33 @@ class R2UNetParams(BaseModel):
     depth: int = Field(4, ge=1, le=6, description="Number of 2x down-sampling steps.")
     width: int = Field(16, ge=4, le=128, description="Channels of the first level; doubled at each level.")
     t: int = Field(
-        2, ge=1, le=5, description="Recurrent steps of each RCL after its first conv (weights shared)."
+        2,
+        ge=1,
+        le=5,
+        description="Recurrent steps of each RCL after its first conv (conv shared, one norm per step).",
     )
     norm: Norm = Field("batch", description="Normalisation layer.")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="Channel dropout in the bottleneck.")
 
 
 class RecurrentConv(nn.Module):
-    """RCL: x_0 = f(x), x_{k+1} = f(x + x_k) for k < t, one conv + norm + ReLU `f` shared by all steps."""
+    """RCL: x_0 = f_0(x), x_{k+1} = f_{k+1}(x + x_k) for k < t, f_k = ReLU(norm_k(conv(.))).
+
+    The 3x3 conv is shared by every step (the reference code's recurrence); each step has its own norm.
+    Step k's input is x plus a state that grows with k, so the steps see different distributions: one
+    shared BatchNorm would keep running statistics that average all of them, and its eval-mode output
+    would then drift from the train-mode output it was trained with (validation runs in eval mode).
+    """
 
     def __init__(self, channels: int, norm: str, steps: int):
         super().__init__()
-        # The norm is shared too, as in the paper's unit: the step count then leaves the parameters alone.
-        self.conv = conv_norm_act(channels, channels, norm)
-        self.steps = steps
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1, bias=norm == "none")
+        self.norms = nn.ModuleList(norm_layer(norm, channels) for _ in range(steps + 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        state = self.conv(x)
-        for _ in range(self.steps):  # a fixed count, so torch.compile unrolls it
-            state = self.conv(x + state)
+        state = torch.relu(self.norms[0](self.conv(x)))
+        for norm in self.norms[1:]:  # a fixed count, so torch.compile unrolls it
+            state = torch.relu(norm(self.conv(x + state)))
         return state
 
 
@@ -80,10 +92,11 @@ def harness_architectures() -> list[ArchitectureSpec]:
     return [
         ArchitectureSpec(
             name="r2unet",
-            summary="R2U-Net (Alom 2018): U-Net of recurrent residual conv units (the report's RUnet)",
+            summary="R2U-Net (Alom 2018): U-Net of recurrent residual conv units (the report's RUnet); "
+            "one norm per recurrent step",
             params=R2UNetParams,
             build=build,
             input_multiple=lambda params: 2**params.depth,
-            params_count=2_228_149,
+            params_count=2_234_037,
         )
     ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
@@ -45,6 +46,8 @@ class UNet(nn.Module):
     with their own factories, so only what differs is written twice. `gate(skip_channels,
     gating_channels)` builds a module called as `gate(skip, x)` with the coarser decoder features `x`,
     the skip-fusion contract of `BlockSpec`. `params` needs depth, width, norm, dropout.
+    `deep_supervision` (None for a plain U-Net): with a bool, training mode returns a list of logits at
+    the input's size, coarse to final (True: one per decoder level; False: the final one alone).
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class UNet(nn.Module):
         decoder: BlockFactory | None = None,
         gate: GateFactory | None = None,
         name: str = "unet",
+        deep_supervision: bool | None = None,
     ):
         super().__init__()
         self.name, self.multiple = name, 2**params.depth
@@ -75,8 +79,16 @@ class UNet(nn.Module):
         self.ups = nn.ModuleList(nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in levels)
         self.decoders = nn.ModuleList(decoder(2 * widths[i], widths[i]) for i in levels)
         self.head = nn.Conv2d(widths[0], num_classes, 1)
+        # None: one tensor in every mode. A bool: training mode returns a list (the deep-supervision
+        # contract), with True also a 1x1 head on every coarser decoder level, up-sampled to the input.
+        self.listed = deep_supervision is not None
+        self.side_heads = (
+            nn.ModuleList(nn.Conv2d(widths[i], num_classes, 1) for i in levels[:-1])
+            if deep_supervision
+            else None
+        )
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         check_input_size(images, self.multiple, self.name)
         skips = []
         x = images
@@ -85,12 +97,20 @@ class UNet(nn.Module):
             skips.append(x)
             x = self.pool(x)
         x = self.bottleneck(x)
+        sides = []
         for level, (up, decoder, skip) in enumerate(
             zip(self.ups, self.decoders, reversed(skips), strict=True)
         ):
             if self.gates is not None:
                 skip = self.gates[level](skip, x)
             x = decoder(torch.cat([up(x), skip], dim=1))
+            if self.side_heads is not None and level < len(self.side_heads) and self.training:
+                side = self.side_heads[level](x)
+                sides.append(
+                    F.interpolate(side, size=images.shape[-2:], mode="bilinear", align_corners=False)
+                )
+        if self.listed and self.training:
+            return [*sides, self.head(x)]  # coarse to final
         return self.head(x)
 
 

@@ -71,7 +71,8 @@ def harness_blocks() -> list[BlockSpec]:
     return [
         BlockSpec(
             name="aspp",
-            summary="Atrous spatial pyramid pooling (DeepLabv3, Chen 2017): 1x1, atrous 3x3s, image pooling",
+            summary="ASPP (DeepLabv3, Chen 2017): 1x1, atrous 3x3s, image pooling; rates 2,4,6 "
+            "(paper 6,12,18) for small maps",
             params=ASPPParams,
             build=build,
             roles=frozenset({"bottleneck"}),

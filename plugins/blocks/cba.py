@@ -76,7 +76,8 @@ def harness_blocks() -> list[BlockSpec]:
     return [
         BlockSpec(
             name="cba",
-            summary="Cross-branch attention skip fusion: weights from skip and decoder features mix the two",
+            summary="Cross-branch attention skip fusion (the report's; SE- and CBAM-style gates, Hu 2018, "
+            "Woo 2018): weights from both branches mix them",
             params=CBAParams,
             build=build,
             roles=frozenset({"skip"}),

@@ -12,13 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plugins.architectures.layers import conv_norm_act
+from plugins.architectures.layers import conv_norm_act, norm_layer
 
 
 def projection(in_channels: int, out_channels: int, norm: str) -> nn.Module:
     """A 1x1 conv + norm + ReLU to `out_channels`, or nothing when the count already matches.
 
-    Attention-style blocks (gc, mhsa, rdam) reweight features rather than make new ones, so they only
+    Attention-style blocks (gc, transformer, rdam) reweight features rather than make new ones, so they only
     need their input brought to the output width; an identity keeps a same-width block a pure add-on.
     """
     if in_channels == out_channels:
@@ -55,12 +55,29 @@ class ChannelGate(nn.Module):
         return x * self.gates(x)
 
 
-class SpatialGate(nn.Module):
-    """CBAM's spatial attention (Woo et al. 2018): a gate per pixel from channel-wise mean and max maps."""
+class AvgMaxChannelGate(ChannelGate):
+    """CBAM's channel attention (Woo et al. 2018): one shared MLP on the average- and the max-pooled
+    features, the two outputs summed before the sigmoid (SE uses the average alone)."""
 
-    def __init__(self, maps: int = 2, kernel: int = 7):
+    def gates(self, features: torch.Tensor) -> torch.Tensor:
+        average = self.mlp(features.mean(dim=(2, 3), keepdim=True))
+        return torch.sigmoid(average + self.mlp(features.amax(dim=(2, 3), keepdim=True)))
+
+
+class SpatialGate(nn.Module):
+    """CBAM's spatial attention (Woo et al. 2018): a gate per pixel from channel-wise mean and max maps.
+
+    With a `norm`, the gate's conv is followed by that norm (CBAM's code: conv, BatchNorm, sigmoid) and
+    loses its bias; without one (None), a biased conv feeds the sigmoid directly.
+    """
+
+    def __init__(self, maps: int = 2, kernel: int = 7, norm: str | None = None):
         super().__init__()
-        self.conv = nn.Conv2d(maps, 1, kernel, padding=kernel // 2)
+        self.conv: nn.Module = nn.Conv2d(maps, 1, kernel, padding=kernel // 2)
+        if norm is not None:
+            self.conv = nn.Sequential(
+                nn.Conv2d(maps, 1, kernel, padding=kernel // 2, bias=norm == "none"), norm_layer(norm, 1)
+            )
 
     @staticmethod
     def summary(x: torch.Tensor) -> torch.Tensor:
@@ -73,6 +90,11 @@ class SpatialGate(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gates(self.summary(x))
+
+
+def head_count(channels: int, heads: int) -> int:
+    """The largest divisor of `channels` that is at most `heads` (attention blocks split the width evenly)."""
+    return max(h for h in range(1, heads + 1) if channels % h == 0)
 
 
 def sinusoidal_positions(height: int, width: int, channels: int, like: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,8 @@ def harness_blocks() -> list[BlockSpec]:
     return [
         BlockSpec(
             name="conv",
-            summary="Double 3x3 conv + norm + ReLU (U-Net, Ronneberger 2015): the default",
+            summary="Double 3x3 conv + norm + ReLU (U-Net, Ronneberger 2015), padded convs (the paper's "
+            "are unpadded) and a norm added: the default",
             build=build,
         )
     ]

@@ -73,7 +73,8 @@ def harness_blocks() -> list[BlockSpec]:
     return [
         BlockSpec(
             name="dilated",
-            summary="Dilated 3x3 convs at several rates, parallel (fused) or serial (Yu & Koltun 2016)",
+            summary="Dilated 3x3 convs (Yu & Koltun 2016) at several rates: parallel + 1x1 fuse, or serial "
+            "(hybrid dilation, Wang 2018)",
             params=DilatedParams,
             build=build,
         )

@@ -6,9 +6,11 @@ bottleneck of 1x1 convs with LayerNorm (the paper's choice: it eases optimising 
 bottleneck). Fusion: the transformed vector is added to every position. The last 1x1 conv starts at
 zero, as in the paper's code, so the block begins as its input and learns how much context to add.
 
-gc is an attention unit, not a conv stage: it only brings its input to `out_channels` (1x1 conv + norm +
-ReLU, skipped when the widths match). Chain it after a conv stage with `+`, e.g. `bottleneck=rdam+gc`
-or `bottleneck=se+gc`.
+gc is an attachment (`BlockSpec.placement`), not a stage: it has no spatial context of its own (its
+only convs are 1x1, and the context term starts at zero), so alone it would turn a stage into 1x1 convs.
+Chain it after a stage with `+`, e.g. `bottleneck=conv+gc`, `rdam+gc` or `se+gc`; alone it is refused.
+Departures: the paper adds the unit inside a ResNet block; here it follows whatever stage precedes it,
+and brings its input to `out_channels` (1x1 conv + norm + ReLU) when the widths differ.
 """
 
 from __future__ import annotations
@@ -66,9 +68,10 @@ def harness_blocks() -> list[BlockSpec]:
     return [
         BlockSpec(
             name="gc",
-            summary="Global context unit (GCNet, Cao 2019): softmax-pooled context added everywhere; "
-            "chain after a conv stage, e.g. se+gc",
+            summary="Global context unit (GCNet, Cao 2019), an attachment: chain it after a stage (conv+gc); "
+            "a 1x1 projection when widths differ",
             params=GCParams,
             build=build,
+            placement="attachment",
         )
     ]

@@ -75,7 +75,8 @@ def harness_blocks() -> list[BlockSpec]:
     return [
         BlockSpec(
             name="inception",
-            summary="Inception module: 1x1 / 3x3 / 5x5 / pool branches concatenated (Szegedy 2015)",
+            summary="Inception module (GoogLeNet, Szegedy 2015): 1x1/3x3/5x5/pool branches; widths split "
+            "evenly and a norm added",
             params=InceptionParams,
             build=build,
         )

@@ -1,99 +1,113 @@
-"""mhsa: a transformer bottleneck, multi-head self-attention over every position of the feature map.
+"""mhsa: BoTNet's bottleneck block (Srinivas et al. 2021), multi-head self-attention with 2-D relative
+position logits in place of a ResNet bottleneck's 3x3 conv.
 
-As in BoTNet (Srinivas et al. 2021), global self-attention (Vaswani et al. 2017) replaces convolution
-where the map is smallest, so each position can draw on the whole image. Each layer is pre-norm:
-tokens += attention(LayerNorm(tokens)), tokens += MLP(LayerNorm(tokens)). Positions enter as fixed 2-D
-sine/cosine codes added to the queries and keys (DETR's choice, Carion et al. 2020), computed for the
-actual H and W at every call, so the block works at any size. LayerNorm over channels, not the
-architecture's norm: that is the transformer's convention and it does not mix images of a batch.
+    x' = ReLU(norm(conv1x1(x)))                  reduce to width = out_channels // reduction
+    a  = MHSA(x'), logits_ij = q_i k_j + q_i r^H_(y_j - y_i) + q_i r^W_(x_j - x_i)
+    out = ReLU(norm(conv1x1(ReLU(norm(a)))) + shortcut(x))
 
-The input is first brought to `out_channels` (1x1 conv + norm + ReLU when the widths differ). The head
-count is reduced to the largest divisor of the width not above `heads`. Cost grows with (H*W)^2,
-which is why mhsa is a bottleneck block only.
+As in the paper: queries, keys and values are 1x1 projections (no bias); positions enter only as learned
+relative embeddings, one table for the row offset and one for the column offset (so the attention of a
+query depends on where a key lies relative to it, not on absolute positions: a shifted input shifts the
+attention pattern); no MLP and no LayerNorm, but the architecture's norm (BatchNorm by default) after
+each stage of the bottleneck, and a residual shortcut (identity, or a 1x1 conv + norm when the widths
+differ, ResNet's projection shortcut). q is scaled by 1/sqrt(head width) for both logit terms, as in
+the paper's code.
+
+Departures: BoTNet sizes its relative tables to one fixed feature map; here offsets beyond
+`max_distance - 1` share the outermost embedding (clipped relative positions, Shaw et al. 2018), so the
+block works at any H and W. The head count is reduced to the largest divisor of the width not above
+`heads`. Cost grows with (H*W)^2, which is why mhsa is a bottleneck block only.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from harness import hookimpl
 from harness.specs import BlockSpec
-from plugins.blocks.common import projection, sinusoidal_positions
+from plugins.architectures.layers import conv_norm_act, norm_layer
+from plugins.blocks.common import head_count
 
 
 class MHSAParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     heads: int = Field(4, ge=1, le=16, description="Attention heads (fewer if the width is not a multiple).")
-    layers: int = Field(1, ge=1, le=4, description="Transformer layers.")
-    mlp_ratio: float = Field(2.0, gt=0.0, le=8.0, description="Hidden width of each MLP / the width.")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the attention weights.")
+    reduction: int = Field(
+        4, ge=1, le=16, description="out_channels / width of the attention (ResNet's bottleneck ratio 4)."
+    )
+    max_distance: int = Field(
+        16,
+        ge=1,
+        le=64,
+        description="Row/column offsets with their own relative embedding; farther share one.",
+    )
 
 
-def head_count(channels: int, heads: int) -> int:
-    """The largest divisor of `channels` that is at most `heads`."""
-    return max(h for h in range(1, heads + 1) if channels % h == 0)
+class RelativeSelfAttention(nn.Module):
+    """All-to-all multi-head self-attention over a (B, C, H, W) map with 2-D relative position logits."""
 
-
-class TransformerLayer(nn.Module):
-    """Pre-norm self-attention and MLP over (B, N, C) tokens, positions added to queries and keys."""
-
-    def __init__(self, channels: int, heads: int, mlp_ratio: float, dropout: float):
+    def __init__(self, channels: int, heads: int, max_distance: int):
         super().__init__()
-        self.heads, self.dropout = heads, dropout
-        self.norm1 = nn.LayerNorm(channels)
-        self.query_key = nn.Linear(channels, 2 * channels)
-        self.value = nn.Linear(channels, channels)
-        self.out = nn.Linear(channels, channels)
-        self.norm2 = nn.LayerNorm(channels)
-        hidden = max(1, round(channels * mlp_ratio))
-        self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.GELU(), nn.Linear(hidden, channels))
+        self.heads, self.head_width, self.max_distance = heads, channels // heads, max_distance
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1, bias=False)
+        span = 2 * max_distance - 1  # offsets -(R-1)..R-1
+        scale = self.head_width**-0.5
+        self.rel_height = nn.Parameter(torch.randn(span, self.head_width) * scale)
+        self.rel_width = nn.Parameter(torch.randn(span, self.head_width) * scale)
 
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
-        batch, tokens, channels = x.shape
-        return x.view(batch, tokens, self.heads, channels // self.heads).transpose(1, 2)
+    def _offsets(self, length: int, device: torch.device) -> torch.Tensor:
+        """(length, length) index into a relative table: clip(j - i) shifted to start at 0."""
+        positions = torch.arange(length, device=device)
+        limit = self.max_distance - 1
+        return (positions[None, :] - positions[:, None]).clamp(-limit, limit) + limit
 
-    def forward(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        normed = self.norm1(tokens)
-        query, key = self.query_key(normed + positions).chunk(2, dim=-1)
-        value = self.value(normed)
-        attended = F.scaled_dot_product_attention(
-            self._split(query),
-            self._split(key),
-            self._split(value),
-            dropout_p=self.dropout if self.training else 0.0,
-        )
-        tokens = tokens + self.out(attended.transpose(1, 2).flatten(2))
-        return tokens + self.mlp(self.norm2(tokens))
+    def attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, heads, H*W, H*W) attention weights (rows: queries) and the (B, heads, d, H*W) values."""
+        batch, channels, height, width = x.shape
+        q, k, v = self.qkv(x).reshape(batch, 3, self.heads, self.head_width, height * width).unbind(1)
+        q = q * self.head_width**-0.5
+        content = q.transpose(-2, -1) @ k
+        grid = q.reshape(batch, self.heads, self.head_width, height, width)
+        rows = self.rel_height[self._offsets(height, x.device)].to(grid.dtype)  # (H, H', d)
+        cols = self.rel_width[self._offsets(width, x.device)].to(grid.dtype)  # (W, W', d)
+        by_row = torch.einsum("bndhw,hkd->bnhwk", grid, rows)  # (B, n, H, W, H')
+        by_col = torch.einsum("bndhw,wld->bnhwl", grid, cols)  # (B, n, H, W, W')
+        relative = (by_row[..., :, None] + by_col[..., None, :]).reshape(content.shape)
+        return torch.softmax(content + relative, dim=-1), v
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights, values = self.attention(x)
+        return (values @ weights.transpose(-2, -1)).reshape(x.shape)
 
 
-class MHSABottleneck(nn.Module):
-    """project, then transformer layers over the H*W tokens, then back to a (B, C, H, W) map."""
+class BottleneckTransformer(nn.Module):
+    """BoTNet's block: 1x1 reduce, relative MHSA, norm + ReLU, 1x1 expand + norm, + shortcut, ReLU."""
 
     def __init__(self, in_channels: int, out_channels: int, norm: str, params: MHSAParams):
         super().__init__()
-        self.project = projection(in_channels, out_channels, norm)
-        heads = head_count(out_channels, params.heads)
-        self.layers = nn.ModuleList(
-            TransformerLayer(out_channels, heads, params.mlp_ratio, params.dropout)
-            for _ in range(params.layers)
+        width = max(1, out_channels // params.reduction)
+        self.reduce = conv_norm_act(in_channels, width, norm, kernel=1)
+        self.attend = RelativeSelfAttention(width, head_count(width, params.heads), params.max_distance)
+        self.after = nn.Sequential(norm_layer(norm, width), nn.ReLU(inplace=True))
+        self.expand = nn.Sequential(
+            nn.Conv2d(width, out_channels, 1, bias=norm == "none"), norm_layer(norm, out_channels)
         )
+        self.shortcut: nn.Module = nn.Identity()
+        if in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, bias=norm == "none"), norm_layer(norm, out_channels)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.project(x)
-        batch, channels, height, width = x.shape
-        tokens = x.flatten(2).transpose(1, 2)  # (B, H*W, C)
-        positions = sinusoidal_positions(height, width, channels, like=x)
-        for layer in self.layers:
-            tokens = layer(tokens, positions)
-        return tokens.transpose(1, 2).reshape(batch, channels, height, width)
+        body = self.expand(self.after(self.attend(self.reduce(x))))
+        return torch.relu(body + self.shortcut(x))
 
 
 def build(params: MHSAParams, in_channels: int, out_channels: int, *, norm: str) -> nn.Module:
-    return MHSABottleneck(in_channels, out_channels, norm, params)
+    return BottleneckTransformer(in_channels, out_channels, norm, params)
 
 
 @hookimpl
@@ -101,8 +115,8 @@ def harness_blocks() -> list[BlockSpec]:
     return [
         BlockSpec(
             name="mhsa",
-            summary="Transformer bottleneck: multi-head self-attention over all positions, 2-D sine "
-            "positions (BoTNet, Srinivas 2021)",
+            summary="BoTNet block (Srinivas 2021): 1x1 -> MHSA with 2-D relative logits -> 1x1, norm, "
+            "residual; offsets clipped at max_distance so any size works",
             params=MHSAParams,
             build=build,
             roles=frozenset({"bottleneck"}),

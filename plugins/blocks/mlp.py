@@ -2,13 +2,20 @@
 
 MLP-Mixer alternates a token-mixing MLP (across positions, per channel) and a channel-mixing MLP (across
 channels, per position). Its token MLP has one weight per position, which ties it to one input size;
-here the tokens are the map average-pooled to a fixed `grid` x `grid`, the token MLP mixes those, and
-its output is resized back (bilinear) and added to every position. So the block works at any H and W
-and every output can depend on every input position, at a cost independent of the map's size.
+here the token MLP is defined on a `grid` x `grid` layout of positions:
+- a map of at most `grid` x `grid` (the harness's bottlenecks: 4x8 at the defaults) is mixed as it is:
+  its H*W real tokens take the grid's top-left H x W slots and the rest are zero, which is the token MLP
+  restricted to those positions (an empty slot feeds nothing in and its output is dropped), so no token
+  is duplicated or averaged;
+- along an axis longer than `grid` the map is first average-pooled to `grid` (so a 32x64 map is mixed as
+  8x8 averaged tokens) and the mixed result is resized back (bilinear) and added to every position.
+So the block works at any H and W and every output can depend on every input position.
 
-Layout: a 3x3 conv + norm + ReLU to `out_channels` (a pooled grid cannot carry local detail, so the
-block keeps one conv of its own), then token mixing and channel mixing, each pre-norm and residual
-(LayerNorm over channels, the Mixer's convention) with GELU MLPs.
+Layout: a 3x3 conv + norm + ReLU to `out_channels` (where pooling blurs the tokens it keeps local detail),
+then token mixing and channel mixing, each pre-norm and residual (LayerNorm over channels, the Mixer's
+convention) with GELU MLPs. Departures from the paper: the conv in front (the Mixer's patch embedding
+is a strided conv, which would change H and W), and the zero-filled or pooled grid that frees the token
+MLP from one input size.
 """
 
 from __future__ import annotations
@@ -27,7 +34,12 @@ from plugins.blocks.common import resize_to
 class MLPParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    grid: int = Field(8, ge=2, le=16, description="Side of the pooled token grid the token MLP mixes.")
+    grid: int = Field(
+        8,
+        ge=2,
+        le=16,
+        description="Side of the token MLP's grid: smaller maps mixed token by token, larger pooled.",
+    )
     expansion: float = Field(2.0, gt=0.0, le=8.0, description="Hidden width of both MLPs / their input.")
 
 
@@ -60,9 +72,15 @@ class MixerBlock(nn.Module):
 
     def mix_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """The token-mixing term at x's size: the same MLP over the grid's positions for every channel."""
-        pooled = F.adaptive_avg_pool2d(self.token_norm(x), self.grid)  # (B, C, G, G)
-        mixed = self.token_mlp(pooled.flatten(2)).view_as(pooled)
-        return resize_to(mixed, x.shape[-2:])
+        height, width = x.shape[-2:]
+        rows, cols = min(height, self.grid), min(width, self.grid)
+        tokens = self.token_norm(x)
+        if (rows, cols) != (height, width):  # only an axis longer than the grid is pooled
+            tokens = F.adaptive_avg_pool2d(tokens, (rows, cols))
+        # The real tokens in the top-left slots, zeros elsewhere: the MLP restricted to those positions.
+        slots = F.pad(tokens, (0, self.grid - cols, 0, self.grid - rows))  # (B, C, G, G)
+        mixed = self.token_mlp(slots.flatten(2)).view_as(slots)[..., :rows, :cols]
+        return resize_to(mixed, (height, width))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)
@@ -79,7 +97,8 @@ def harness_blocks() -> list[BlockSpec]:
     return [
         BlockSpec(
             name="mlp",
-            summary="Token-mixing MLP over a pooled grid + channel MLP (after MLP-Mixer, Tolstikhin 2021)",
+            summary="Token- and channel-mixing MLPs (MLP-Mixer, Tolstikhin 2021) after a 3x3 conv; real "
+            "tokens up to grid x grid, pooled beyond",
             params=MLPParams,
             build=build,
         )

@@ -4,12 +4,14 @@ It joins three published ideas:
 - dense connections: a residual dense block (Zhang et al. 2018, RDN): each 3x3 layer sees the block's
   input and every earlier layer's output, and a 1x1 "local feature fusion" brings the stack back to
   the block's width;
-- channel then spatial attention on the fused features, in CBAM's order (Woo et al. 2018): SE-style
-  channel gates (Hu et al. 2018) and a 7x7 gate per pixel from the channel mean and max;
+- CBAM (Woo et al. 2018) on the fused features: channel attention from the average- and max-pooled
+  features through one shared MLP, then spatial attention, a 7x7 conv over the channel mean and max
+  followed by the architecture's norm (BatchNorm in CBAM's code) and a sigmoid;
 - a residual connection around all of it (RDN's local residual learning).
 
-The input is first brought to `out_channels` (1x1 conv + norm + ReLU when the widths differ), so the
-residual and the dense layers run at the output width.
+Departures: the report named the module but published no code, so this is one reading of it. The input
+is first brought to `out_channels` (1x1 conv + norm + ReLU when the widths differ), so the residual and
+the dense layers run at the output width; the channel MLP keeps at least 4 hidden units.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from torch import nn
 from harness import hookimpl
 from harness.specs import BlockSpec
 from plugins.architectures.layers import conv_norm_act, norm_layer
-from plugins.blocks.common import ChannelGate, SpatialGate, projection
+from plugins.blocks.common import AvgMaxChannelGate, SpatialGate, projection
 
 
 class RDAMParams(BaseModel):
@@ -59,8 +61,8 @@ class ResidualDenseAttention(nn.Module):
             nn.Conv2d(out_channels + params.layers * params.growth, out_channels, 1, bias=norm == "none"),
             norm_layer(norm, out_channels),
         )
-        self.channel = ChannelGate(out_channels, params.reduction)
-        self.spatial = SpatialGate()
+        self.channel = AvgMaxChannelGate(out_channels, params.reduction)
+        self.spatial = SpatialGate(norm=norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.project(x)
@@ -76,8 +78,8 @@ def harness_blocks() -> list[BlockSpec]:
     return [
         BlockSpec(
             name="rdam",
-            summary="Residual dense attention: dense 3x3 layers, channel + spatial attention, residual "
-            "(RDN + CBAM)",
+            summary="Residual dense attention (the report's block): RDN dense 3x3 layers (Zhang 2018), "
+            "CBAM avg+max channel and normalised spatial gates (Woo 2018), residual",
             params=RDAMParams,
             build=build,
         )

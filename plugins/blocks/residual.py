@@ -59,7 +59,8 @@ def harness_blocks() -> list[BlockSpec]:
     return [
         BlockSpec(
             name="residual",
-            summary="Residual double conv (ResNet basic block, He 2016), projection shortcut on width change",
+            summary="ResNet basic block (He 2016): two 3x3 convs + identity shortcut, 1x1 projection "
+            "shortcut on a width change, as the paper",
             params=ResidualParams,
             build=build,
         )

@@ -46,7 +46,8 @@ def harness_blocks() -> list[BlockSpec]:
     return [
         BlockSpec(
             name="se",
-            summary="Double conv + squeeze-and-excitation channel gates (SENet, Hu 2018)",
+            summary="Double conv + squeeze-and-excitation gates (SENet, Hu 2018); reduction 8 (paper 16) "
+            "and at least 4 hidden units",
             params=SEParams,
             build=build,
         )

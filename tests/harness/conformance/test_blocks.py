@@ -10,16 +10,17 @@ from torch import nn
 
 from harness import conformance
 from harness.conformance import CheckFailed
+from harness.plugins import load_plugins
 from harness.specs import BlockSpec, NoParams
 
 
 class Blocky(nn.Module):
-    """A 1x1-conv block whose flaws the tests switch on one at a time."""
+    """A 3x3-conv block whose flaws the tests switch on one at a time."""
 
     def __init__(self, a: int, b: int, norm: str, flaw: str = ""):
         super().__init__()
         self.flaw = flaw
-        self.conv = nn.Conv2d(a, b, 1)
+        self.conv = nn.Conv2d(a, b, 1) if flaw == "one-by-one" else nn.Conv2d(a, b, 3, padding=1)
         groups = 3 if flaw == "group-crash" and norm == "group" else 1  # 3 does not divide 8 channels
         self.norm = nn.GroupNorm(groups, b) if norm == "group" else nn.Identity()
         self.unused = nn.Linear(2, 2)
@@ -56,13 +57,16 @@ class Lax(NoParams):
     rate: int | dict = Field(1, description="Takes anything shaped like a mapping too.")
 
 
-def block(flaw: str = "", roles=("encoder", "bottleneck", "decoder"), params=NoParams) -> BlockSpec:
+def block(
+    flaw: str = "", roles=("encoder", "bottleneck", "decoder"), params=NoParams, placement="stage"
+) -> BlockSpec:
     return BlockSpec(
         name="blocky",
         summary="test double",
         params=params,
         build=lambda p, a, b, *, norm: Gate(a, b, flaw) if "skip" in roles else Blocky(a, b, norm, flaw),
         roles=frozenset(roles),
+        placement=placement,
     )
 
 
@@ -82,8 +86,23 @@ def test_a_conforming_block_passes_every_check(roles):
         (conformance.check_block_norms, block("group-crash"), "norm=group: ValueError"),
         (conformance.check_block_params, block(params=Undocumented), "'rate' has no description"),
         (conformance.check_block_params, block(params=Lax), "'rate' accepted the bad value"),
+        (conformance.check_block_stage, block("one-by-one"), "left its neighbours' outputs unchanged"),
     ],
 )
 def test_each_block_check_catches_its_flaw(check, spec, message):
     with pytest.raises(CheckFailed, match=message):
         check(spec)
+
+
+def test_the_stage_check_fails_gc_alone_and_passes_it_as_an_attachment():
+    registry = load_plugins(autoload=False)
+    gc = registry.get("block", "gc")
+    assert gc.placement == "attachment"
+    assert "attachment" in conformance.check_block_stage(gc, registry)
+    with pytest.raises(CheckFailed, match=r"neighbours' outputs unchanged .*conv\+gc"):
+        conformance.check_block_stage(gc.model_copy(update={"placement": "stage"}), registry)
+
+
+def test_an_attachment_or_a_skip_fusion_is_not_probed_as_a_stage():
+    assert "attachment" in conformance.check_block_stage(block("one-by-one", placement="attachment"))
+    assert "not a stage" in conformance.check_block_stage(block(roles=("skip",)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from torch import nn
 
@@ -52,3 +54,29 @@ def test_forward_gflops_restores_the_mode_when_the_forward_fails():
     with pytest.raises(RuntimeError, match="boom"):
         forward_gflops(model)
     assert model.training
+
+
+class Probed(nn.Module):
+    """A model that does more work inside its cost probe, as a detector with detections does."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.probing = nn.Conv2d(1, 1, 1), False
+
+    @contextlib.contextmanager
+    def cost_probe(self):
+        self.probing = True
+        try:
+            yield
+        finally:
+            self.probing = False
+
+    def forward(self, x):
+        return self.conv(self.conv(x)) if self.probing else self.conv(x)
+
+
+def test_forward_gflops_is_measured_inside_the_models_cost_probe():
+    model = Probed()
+    pixels = CHALLENGE_SIZE[0] * CHALLENGE_SIZE[1]
+    assert forward_gflops(model) == pytest.approx(2 * 2 * pixels / 1e9)  # both convs counted
+    assert not model.probing

@@ -11,6 +11,7 @@ from torch import nn
 from harness.inference.scoring import (
     Normalisation,
     forward_logits,
+    pad_masks,
     pad_to_multiple,
     predict_masks,
     score,
@@ -61,6 +62,17 @@ def test_pad_to_multiple_pads_up_and_returns_the_crop(height, width):
     assert padded.shape[-2] % 8 == 0 and padded.shape[-1] % 8 == 0
     assert padded.shape[-2] - height < 8 and padded.shape[-1] - width < 8
     assert torch.equal(padded[..., :height, :width], x)  # the original sits top-left, untouched
+
+
+def test_pad_masks_pads_like_the_images_with_the_ignored_class():
+    masks = torch.randint(1, 5, (2, 80, 120))
+    padded = pad_masks(masks, 32, fill=0)
+    assert padded.shape == (2, 96, 128) and padded.dtype == masks.dtype
+    assert torch.equal(padded[:, :80, :120], masks)
+    assert not padded[:, 80:].any() and not padded[:, :, 120:].any()
+    assert pad_masks(masks, 32, fill=None)[:, 80:].eq(0).all()
+    assert (pad_masks(masks, 32, fill=7)[:, :, 120:] == 7).all()
+    assert pad_masks(masks, 40, fill=0) is masks  # already a multiple: untouched
 
 
 def test_pad_to_multiple_reflects_when_it_can():

@@ -1,4 +1,5 @@
-"""Attention U-Net: attention gates on the skips, the output contract, cost and compilability."""
+"""Attention U-Net: attention gates and their W transform on the skips, deep supervision, the output
+contract, cost and compilability."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def make(**values) -> nn.Module:
 def test_spec_declares_the_contract():
     params = SPEC.parse_params({"depth": 3})
     assert SPEC.name == "attunet"
-    assert not SPEC.deep_supervision and SPEC.compiles
+    assert SPEC.deep_supervision and SPEC.compiles  # training mode returns a list, as unetpp
     assert SPEC.multiple(params) == 8
 
 
@@ -50,7 +51,35 @@ def test_coefficients_are_resampled_to_the_skip():
     alpha = gate.coefficients(skip, signal)
     assert alpha.shape == (2, 1, 16, 32)
     assert alpha.min() >= 0 and alpha.max() <= 1
-    assert torch.allclose(gate(skip, signal), skip * alpha)
+    assert torch.allclose(gate(skip, signal), gate.w(skip * alpha))
+
+
+def test_the_gated_skip_goes_through_the_w_transform():
+    gate = AttentionGate(skip_channels=8, gate_channels=16, inter_channels=4).eval()
+    conv, norm = gate.w
+    assert conv.kernel_size == (1, 1) and (conv.in_channels, conv.out_channels) == (8, 8)
+    assert isinstance(norm, nn.BatchNorm2d)
+    skip, signal = torch.randn(2, 8, 16, 32), torch.randn(2, 16, 8, 16)
+    with torch.no_grad():
+        expected = norm(conv(skip * gate.coefficients(skip, signal)))
+        assert torch.allclose(gate(skip, signal), expected)
+        nn.init.zeros_(conv.weight)  # W learns what reaches the decoder: at zero, nothing (but the bias)
+        assert torch.allclose(gate(skip, signal), norm.bias[None, :, None, None].expand_as(skip))
+    assert isinstance(AttentionGate(8, 16, 4, norm="group").w[1], nn.GroupNorm)
+
+
+def test_deep_supervision_gives_one_logit_map_per_decoder_level():
+    model = make(width=4, depth=3, deep_supervision=True).train()
+    images, masks = torch.randn(2, 1, 32, 64), torch.randint(0, NUM_CLASSES, (2, 32, 64))
+    outputs = model(images)
+    assert [tuple(o.shape) for o in outputs] == [(2, NUM_CLASSES, 32, 64)] * 3
+    sum(nn.functional.cross_entropy(o, masks) for o in outputs).backward()
+    assert all(head.weight.grad is not None for head in model.side_heads)
+    model.eval()
+    with torch.no_grad():
+        assert model(images).shape == (2, NUM_CLASSES, 32, 64)  # eval: the final head alone
+    plain = make(width=4, depth=3).train()
+    assert plain.side_heads is None and len(plain(images)) == 1
 
 
 def test_zero_psi_gives_half_everywhere():
@@ -59,7 +88,7 @@ def test_zero_psi_gives_half_everywhere():
     nn.init.zeros_(gate.psi[0].bias)
     skip, signal = torch.randn(2, 8, 16, 32), torch.randn(2, 16, 8, 16)
     assert torch.equal(gate.coefficients(skip, signal), torch.full((2, 1, 16, 32), 0.5))
-    assert torch.allclose(gate(skip, signal), skip * 0.5)
+    assert torch.allclose(gate(skip, signal), gate.w(skip * 0.5))
 
 
 @pytest.mark.parametrize(("ratio", "expected"), [(0.5, [16, 8, 4]), (1.0, [32, 16, 8])])
@@ -83,10 +112,10 @@ def test_compiles_forward_and_backward():
     images = torch.randn(2, 1, 16, 32)
     torch._dynamo.reset()
     try:
-        logits = torch.compile(model)(images)
+        (logits,) = torch.compile(model)(images)  # training mode: the one-element deep-supervision list
         logits.square().mean().backward()
     finally:
         torch._dynamo.reset()
     with torch.no_grad():
-        assert torch.allclose(logits, model(images), atol=1e-4)
+        assert torch.allclose(logits, model(images)[0], atol=1e-4)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())

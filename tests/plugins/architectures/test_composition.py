@@ -160,6 +160,8 @@ def test_toml_style_nested_params_and_norm_reach_the_blocks():
             r"names 'growth', which is not among rdam\+gc",
         ),
         ({"skip_params.reduction": "2"}, "skip_params given but skip_fusion is 'none'"),
+        ({"bottleneck": "gc"}, r"block 'gc' is an attachment .* the bottleneck alone: use conv\+gc"),
+        ({"encoder_block": "gc+se"}, r"'gc' is an attachment .* encoder_block first in a chain: use se\+gc"),
         (
             {"encoder_parms.reduction": "2"},
             "unknown architecture parameter 'encoder_parms.reduction' for 'unet'",
@@ -170,6 +172,13 @@ def test_bad_choices_fail_at_parse_time_with_one_line(cli, message):
     with pytest.raises(ConfigError, match=message) as caught:
         spec("unet").parse_params(SMALL, cli, registry=REGISTRY)
     assert "\n" not in str(caught.value)
+
+
+def test_an_attachment_alone_in_a_stage_fails_the_run_before_anything_is_built(capsys, store_path):
+    code = main(["run", *TINY_ARGS, "--arch-param", "encoder_block=gc", "--store", str(store_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "use conv+gc" in err[0]
+    assert not store_path.parent.exists()
 
 
 def test_a_bad_block_fails_the_run_before_anything_is_built(capsys, store_path):

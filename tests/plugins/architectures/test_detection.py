@@ -1,4 +1,4 @@
-"""Detection parts: instances from masks, anchors, box coding, matching, NMS, RoIAlign and pasting.
+"""Detection parts: instances from masks, box coding, matching, NMS, RoIAlign and pasting.
 
 NMS is checked against a brute-force greedy loop and RoIAlign against a direct NumPy implementation,
 both written here from the definitions, on random inputs.
@@ -21,7 +21,6 @@ from plugins.architectures.detection import (
     detections_to_scores,
     encode_boxes,
     instances_from_mask,
-    make_anchors,
     match_boxes,
     multilevel_roi_align,
     nms,
@@ -89,18 +88,6 @@ def test_random_noise_masks_give_few_instances():
 
 
 # --- anchors and box coding ----------------------------------------------------------------------------
-
-
-def test_anchors_tile_each_level_with_every_ratio():
-    levels = make_anchors([(4, 8), (2, 4)], strides=[4, 8], sizes=[8, 16], ratios=[0.5, 1.0, 2.0])
-    assert [tuple(level.shape) for level in levels] == [(4 * 8 * 3, 4), (2 * 4 * 3, 4)]
-    first = levels[0].view(4, 8, 3, 4)
-    centres = (first[..., :2] + first[..., 2:]) / 2
-    assert torch.allclose(centres[1, 2, 0], torch.tensor([2.5 * 4, 1.5 * 4]))  # (row 1, column 2) cell centre
-    width, height = first[..., 2] - first[..., 0], first[..., 3] - first[..., 1]
-    assert torch.allclose(width * height, torch.full_like(width, 64.0))
-    assert torch.allclose(height / width, torch.tensor([0.5, 1.0, 2.0]).expand_as(width))
-    assert torch.allclose(levels[1][:3, 2] - levels[1][:3, 0], 16 / torch.tensor([0.5, 1.0, 2.0]).sqrt())
 
 
 def _random_boxes(count: int, seed: int, spread: float = 100.0) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""R2U-Net: the size contract, weight-shared recurrence and the residual around each unit's RCLs."""
+"""R2U-Net: the size contract, the conv-shared recurrence with a norm per step (train and eval agree), and
+the residual around each unit's RCLs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from torch import nn
 
 from harness.inference.cost import count_params
 from plugins.architectures import r2unet
+from plugins.architectures.layers import conv_norm_act
 
 SPEC = r2unet.harness_architectures()[0]
 
@@ -29,14 +31,71 @@ def test_default_size_and_spec_flags():
     assert count_params(_build(width=8)) < count_params(_build(width=16))
 
 
-def test_recurrence_shares_weights_but_changes_the_output():
+def _conv_params(model: nn.Module) -> int:
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d))
+
+
+def test_recurrence_shares_the_conv_but_gives_each_step_its_norm():
     torch.manual_seed(0)
     once, thrice = _build(width=4, depth=2, t=1).eval(), _build(width=4, depth=2, t=3).eval()
-    assert count_params(once) == count_params(thrice)
-    thrice.load_state_dict(once.state_dict())  # same weights, only the unrolling differs
+    assert _conv_params(once) == _conv_params(thrice)  # the unrolling adds no conv weights
+    assert [len(rcl.norms) for rcl in (once.encoders[0].body[0], thrice.encoders[0].body[0])] == [2, 4]
+    assert all(isinstance(n, nn.BatchNorm2d) for n in thrice.encoders[0].body[0].norms)
+    thrice.load_state_dict(once.state_dict(), strict=False)  # same convs, only the unrolling differs
     x = torch.randn(1, 1, 32, 64)
     with torch.no_grad():
         assert not torch.allclose(once(x), thrice(x))
+
+
+class SharedNormRCL(nn.Module):
+    """The reference code's RCL, one conv + BatchNorm + ReLU for every step: what the fix replaced."""
+
+    def __init__(self, channels: int, steps: int):
+        super().__init__()
+        self.conv, self.steps = conv_norm_act(channels, channels, "batch"), steps
+
+    def forward(self, x):
+        state = self.conv(x)
+        for _ in range(self.steps):
+            state = self.conv(x + state)
+        return state
+
+
+def _train_eval_gap(module: nn.Module, seed: int) -> float:
+    """Relative gap of train- and eval-mode outputs once the running statistics have settled."""
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = None  # a cumulative average: settled after a few batches, whatever the init
+    generator = torch.Generator().manual_seed(seed)
+
+    def batch():
+        return torch.randn(32, 8, 8, 8, generator=generator) + 2
+
+    module.train()
+    with torch.no_grad():
+        for _ in range(20):
+            module(batch())
+        x = batch()
+        trained = module(x)
+        evaluated = module.eval()(x)
+    return float((trained - evaluated).norm() / trained.norm())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_recurrent_unit_agrees_in_train_and_eval_mode_like_a_plain_conv_bn(seed):
+    torch.manual_seed(seed)
+    rcl, shared, plain = (
+        r2unet.RecurrentConv(8, "batch", steps=2),
+        SharedNormRCL(8, 2),
+        conv_norm_act(8, 8, "batch"),
+    )
+    with torch.no_grad():  # one conv for all three: only the norms differ
+        shared.conv[0].weight.copy_(rcl.conv.weight)
+        plain[0].weight.copy_(rcl.conv.weight)
+    reference = _train_eval_gap(plain, seed)
+    assert _train_eval_gap(rcl, seed) <= 1.25 * reference + 0.005
+    # One BatchNorm shared by the steps averages three input distributions: a gap several times larger.
+    assert _train_eval_gap(shared, seed) > 2 * reference
 
 
 @pytest.mark.parametrize("t", [1, 3])

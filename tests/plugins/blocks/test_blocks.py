@@ -8,8 +8,7 @@ from torch import nn
 
 from harness.plugins import load_plugins
 from plugins.architectures.layers import DoubleConv
-from plugins.blocks.common import sinusoidal_positions
-from plugins.blocks.mhsa import head_count
+from plugins.blocks.common import head_count, sinusoidal_positions
 
 REGISTRY = load_plugins()
 BUILTIN_BLOCKS = {
@@ -22,6 +21,7 @@ BUILTIN_BLOCKS = {
     "aspp": {"bottleneck"},
     "rdam": {"encoder", "bottleneck", "decoder"},
     "mhsa": {"bottleneck"},
+    "transformer": {"bottleneck"},
     "cba": {"skip"},
     "mlp": {"encoder", "bottleneck", "decoder"},
 }
@@ -36,6 +36,13 @@ def make(name: str, a: int, b: int, norm: str = "batch", **values) -> nn.Module:
 def test_every_block_of_the_issue_is_registered_with_its_roles():
     roles = {entry.spec.name: set(entry.spec.roles) for entry in REGISTRY.all("block") if entry.builtin}
     assert roles == BUILTIN_BLOCKS
+
+
+def test_gc_alone_is_the_only_attachment_and_every_summary_cites_its_source():
+    builtin = [entry.spec for entry in REGISTRY.all("block") if entry.builtin]
+    assert {spec.name for spec in builtin if spec.placement == "attachment"} == {"gc"}
+    for spec in builtin:  # a paper's year, or the report the block comes from
+        assert any(str(year) in spec.summary for year in range(2014, 2022)) or "report" in spec.summary
 
 
 def test_conv_is_unets_double_conv():
@@ -132,6 +139,19 @@ def test_rdam_is_dense_then_attended_then_residual():
     assert torch.allclose(block.train()(x), x)
 
 
+def test_rdam_gates_are_cbams_average_and_max_channel_gate_and_a_normalised_spatial_gate():
+    block = make("rdam", 8, 8).eval()
+    assert isinstance(block.spatial.conv[1], nn.BatchNorm2d) and block.spatial.conv[0].bias is None
+    assert isinstance(make("rdam", 8, 8, norm="group").spatial.conv[1], nn.GroupNorm)
+    flat = torch.ones(1, 8, 4, 4)
+    peaked = flat.clone()
+    peaked[..., 0, 0] += 15.0  # the same average as `flat` plus 1 everywhere, a much higher maximum
+    peaked -= 15.0 / 16
+    with torch.no_grad():
+        assert torch.allclose(peaked.mean(dim=(2, 3)), flat.mean(dim=(2, 3)))
+        assert not torch.allclose(block.channel.gates(peaked), block.channel.gates(flat))
+
+
 def _far_pixel_reaches(block: nn.Module, channels: int, size=(8, 12)) -> bool:
     """Whether changing the bottom-right input pixel changes the top-left output."""
     block.eval()
@@ -142,13 +162,14 @@ def _far_pixel_reaches(block: nn.Module, channels: int, size=(8, 12)) -> bool:
         return not torch.allclose(block(x)[..., 0, 0], block(changed)[..., 0, 0])
 
 
-def test_mhsa_and_mlp_mix_all_positions_where_a_conv_does_not():
+def test_attention_and_mlp_blocks_mix_all_positions_where_a_conv_does_not():
     assert _far_pixel_reaches(make("mhsa", 8, 16), 8)
+    assert _far_pixel_reaches(make("transformer", 8, 16), 8)
     assert _far_pixel_reaches(make("mlp", 8, 16), 8)
     assert not _far_pixel_reaches(make("conv", 8, 16), 8)
 
 
-@pytest.mark.parametrize("name", ["mhsa", "mlp"])
+@pytest.mark.parametrize("name", ["mhsa", "transformer", "mlp"])
 @pytest.mark.parametrize("size", [(1, 1), (3, 5), (8, 16), (20, 12)])
 def test_size_dependent_blocks_work_at_any_size(name, size):
     block = make(name, 8, 16).eval()
@@ -162,17 +183,73 @@ def test_position_codes_tell_positions_apart_and_the_heads_divide_the_width():
     assert codes.shape == (35, 10)
     assert len({tuple(row.tolist()) for row in codes.round(decimals=5)}) == 35
     assert (head_count(16, 4), head_count(12, 8), head_count(7, 4)) == (4, 6, 1)
-    block = make("mhsa", 8, 12, heads=8)
-    assert block.layers[0].heads == 6
+    assert make("transformer", 8, 12, heads=8).layers[0].heads == 6
+    assert make("mhsa", 8, 48, heads=8).attend.heads == 6  # width 48 / reduction 4 = 12
 
 
-def test_mhsa_is_not_blind_to_position():
-    # Without position codes self-attention is permutation-equivariant: a flipped input would give the
-    # flipped output. The codes break that symmetry.
-    block = make("mhsa", 8, 8).eval()
+@pytest.mark.parametrize("name", ["mhsa", "transformer"])
+def test_attention_blocks_are_not_blind_to_position(name):
+    # Without positions self-attention is permutation-equivariant: a flipped input would give the
+    # flipped output. Sine codes (transformer) and relative logits (mhsa) break that symmetry.
+    block = make(name, 8, 8).eval()
     x = torch.randn(1, 8, 4, 6)
     with torch.no_grad():
         assert not torch.allclose(block(x.flip(-1)), block(x).flip(-1), atol=1e-4)
+
+
+def test_mhsa_is_botnets_bottleneck_not_a_transformer_layer():
+    block = make("mhsa", 8, 32)
+    kinds = {type(m) for m in block.modules()}
+    assert nn.LayerNorm not in kinds and nn.GELU not in kinds and nn.Linear not in kinds  # no MLP
+    assert nn.BatchNorm2d in kinds
+    assert block.reduce[0].kernel_size == (1, 1) and block.reduce[0].out_channels == 32 // 4
+    assert block.expand[0].kernel_size == (1, 1) and block.expand[0].out_channels == 32
+    nn.init.zeros_(block.expand[1].weight)  # the body's last norm at zero: only the shortcut is left
+    x = torch.randn(2, 8, 4, 6)
+    with torch.no_grad():
+        assert torch.allclose(block.eval()(x), torch.relu(block.shortcut(x)))
+
+
+def test_mhsa_relative_logits_shift_the_attention_with_the_input():
+    attention = make("mhsa", 8, 16, max_distance=4).eval().attend
+    height, width, shift = 7, 9, (2, 3)
+    x = torch.zeros(1, 4, height, width)
+    x[:, :, 1:4, 1:5] = torch.randn(4, 3, 4)  # a pattern away from the bottom-right edges
+    shifted = x.roll(shift, dims=(2, 3))  # the zeros that wrap round stay zeros: a pure shift
+    with torch.no_grad():
+        before = attention.attention(x)[0][0, 0].log()  # image 0, head 0: (queries, keys)
+        after = attention.attention(shifted)[0][0, 0].log()
+    grid = torch.arange(height * width).view(height, width)
+    inner = grid[: height - shift[0], : width - shift[1]].flatten()
+    moved = grid[shift[0] :, shift[1] :].flatten()
+    # Every query's log-weights over the keys move with it (up to the softmax's normaliser per query).
+    first = before[inner][:, inner] - before[inner][:, inner[:1]]
+    second = after[moved][:, moved] - after[moved][:, moved[:1]]
+    assert torch.allclose(first, second, atol=1e-4)
+    assert first.abs().max() > 1e-2  # and the pattern is not flat
+
+
+def test_mlp_mixes_the_real_tokens_of_a_map_within_the_grid():
+    block = make("mlp", 8, 8, grid=8).eval()
+    x = torch.randn(2, 8, 4, 6)
+    with torch.no_grad():
+        before = block.mix_tokens(x)
+        # The grid's slots beyond the 4x6 real tokens get other weights: nothing may change.
+        unused = torch.ones(8, 8, dtype=torch.bool)
+        unused[:4, :6] = False
+        block.token_mlp[0].weight[:, unused.flatten()] = 10.0
+        block.token_mlp[2].weight[unused.flatten()] = 10.0
+        assert torch.allclose(block.mix_tokens(x), before)
+        # Each real token has its own weights (a pooled-and-duplicated grid would tie neighbours).
+        block.token_mlp[0].weight[:, 0] += 1.0
+        assert not torch.allclose(block.mix_tokens(x)[..., 0, 0], before[..., 0, 0])
+        assert torch.allclose(block.mix_tokens(x)[..., 1, 1] * 0, before[..., 1, 1] * 0)
+
+
+def test_mlp_pools_only_an_axis_longer_than_its_grid():
+    block = make("mlp", 8, 8, grid=4).eval()
+    with torch.no_grad():
+        assert block.mix_tokens(torch.randn(1, 8, 3, 12)).shape == (1, 8, 3, 12)
 
 
 def test_cba_fuses_both_branches_with_weights_from_both():
