@@ -37,6 +37,7 @@ from harness.parsing import (
     takes_bool,
 )
 from harness.parsing import read_toml as read_toml  # re-exported: the commands read config files here
+from harness.plugins import LookupRecord
 
 DEFAULT_CHOICES = {"arch": "unet", "loss": "ce", "balancer": "none"}
 
@@ -285,10 +286,12 @@ def build_config(
 _LATER_TRAIN_SETTINGS = {"sync_bn": False, "schedule": "plateau", "onecycle_pct": 0.25}
 
 
-def config_hash(resolved: RunConfig) -> str:
+def config_hash(resolved: RunConfig, revisions: dict[str, int] | None = None) -> str:
     """Hash of everything that defines the experiment except the seed (so seeds group together) and the
-    log section (logging does not change a run)."""
+    log section (logging does not change a run), plus the revisions above 0 of the plugins it uses."""
     payload = resolved.model_dump(mode="json", exclude={"seed", "log"})
+    if revisions:  # absent at revision 0, so the hashes of plugins never revised stay as they were
+        payload["revisions"] = revisions
     payload["train"].pop("device", None)  # where a run happens does not change what it is
     # Settings added later are left out while they keep the behaviour older versions had, so the hashes
     # of runs recorded before them still match.
@@ -315,10 +318,11 @@ class Resolved(BaseModel):
     loss_params: BaseModel
     balancer_params: BaseModel
     data_params: BaseModel | None
+    revisions: dict[str, int] = {}  # LookupRecord.revisions of the plugins resolved
 
     @property
     def hash(self) -> str:
-        return config_hash(self.config)
+        return config_hash(self.config, self.revisions)
 
     @property
     def needs_distance_maps(self) -> bool:
@@ -358,6 +362,7 @@ def resolve(
     Raises PluginError (unknown name, with did-you-mean) or ConfigError (bad parameter).
     """
     cli_params = cli_params or {}
+    registry = LookupRecord(registry)
     chosen = {}
     for section, kind in (("arch", "architecture"), ("loss", "loss"), ("balancer", "balancer")):
         choice: PluginChoice = getattr(config, section)
@@ -389,4 +394,5 @@ def resolve(
         loss_params=chosen["loss"][1],
         balancer_params=chosen["balancer"][1],
         data_params=data_params,
+        revisions=registry.revisions(),
     )

@@ -262,3 +262,28 @@ def parse_blocked(options: Iterable[str]) -> list[str]:
             raise PluginError(f"-p expects no:NAME to disable a plugin, got '{option}'")
         names.append(option[3:])
     return names
+
+
+@dataclass
+class LookupRecord:
+    """A view of a registry that notes every spec it hands out: the plugins a config resolved through
+    (its architecture, the blocks its params name, a combo's parts), whose revisions enter the hash."""
+
+    registry: Registry
+    seen: dict[tuple[str, str], PluginSpec] = field(default_factory=dict)
+
+    def get(self, kind: str, name: str) -> PluginSpec:
+        spec = self.registry.get(kind, name)
+        self.seen[(kind, name)] = spec
+        return spec
+
+    def __getattr__(self, attr: str) -> Any:  # specs, all, hook...: the registry's own
+        return getattr(self.registry, attr)
+
+    def revisions(self) -> dict[str, int]:
+        """`kind:name` -> revision for each plugin seen at a revision above 0."""
+        return {
+            f"{kind}:{name}": spec.revision
+            for (kind, name), spec in sorted(self.seen.items())
+            if spec.revision
+        }

@@ -42,6 +42,12 @@ class PluginSpec(BaseModel):
     build: Callable[..., Any] = Field(
         description="Builds the plugin's object; signature depends on the kind."
     )
+    revision: int = Field(
+        0,
+        ge=0,
+        description="Bump when the plugin computes something else at the same params: the config hash "
+        "of every run using it changes, so old and new runs never share a leaderboard row.",
+    )
 
     @field_validator("params")
     @classmethod

@@ -99,6 +99,7 @@ def harness_architectures() -> list[ArchitectureSpec]:
             summary="Attention U-Net (Oktay 2018): additive attention gates + W transform on the skips, "
             "optional deep supervision",
             params=AttentionUNetParams,
+            revision=1,  # 1: the W transform on the gated skip
             build=build,
             input_multiple=lambda params: 2**params.depth,
             params_count=2_030_121,

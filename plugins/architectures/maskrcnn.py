@@ -752,6 +752,7 @@ def harness_architectures() -> list[ArchitectureSpec]:
             summary="Mask R-CNN (He 2017) with an FPN, trained on instances cut from the semantic masks; "
             "anchors fitted to them; fallback=semantic adds a semantic head",
             params=MaskRCNNParams,
+            revision=1,  # 1: fitted anchors, RPN NMS per level, padded instance path
             build=build,
             fit=fit,
             input_multiple=MULTIPLE,

@@ -95,6 +95,7 @@ def harness_architectures() -> list[ArchitectureSpec]:
             summary="R2U-Net (Alom 2018): U-Net of recurrent residual conv units (the report's RUnet); "
             "one norm per recurrent step",
             params=R2UNetParams,
+            revision=1,  # 1: one norm per recurrent step (was one norm shared by the steps)
             build=build,
             input_multiple=lambda params: 2**params.depth,
             params_count=2_234_037,

@@ -118,6 +118,7 @@ def harness_blocks() -> list[BlockSpec]:
             summary="BoTNet block (Srinivas 2021): 1x1 -> MHSA with 2-D relative logits -> 1x1, norm, "
             "residual; offsets clipped at max_distance so any size works",
             params=MHSAParams,
+            revision=1,  # 1: BoTNet's block (the transformer layer it was is now `transformer`)
             build=build,
             roles=frozenset({"bottleneck"}),
         )

@@ -100,6 +100,7 @@ def harness_blocks() -> list[BlockSpec]:
             summary="Token- and channel-mixing MLPs (MLP-Mixer, Tolstikhin 2021) after a 3x3 conv; real "
             "tokens up to grid x grid, pooled beyond",
             params=MLPParams,
+            revision=1,  # 1: the real tokens mixed when the map fits the grid (was always pooled)
             build=build,
         )
     ]

@@ -81,6 +81,7 @@ def harness_blocks() -> list[BlockSpec]:
             summary="Residual dense attention (the report's block): RDN dense 3x3 layers (Zhang 2018), "
             "CBAM avg+max channel and normalised spatial gates (Woo 2018), residual",
             params=RDAMParams,
+            revision=1,  # 1: CBAM's average+max channel gate, a normalised spatial gate
             build=build,
         )
     ]

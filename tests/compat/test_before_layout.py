@@ -18,7 +18,7 @@ import pytest
 
 from harness import api
 from harness.cli import main
-from harness.config import build_config, resolve
+from harness.config import build_config, config_hash, resolve
 from harness.plugins import load_plugins
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "store_before_layout"
@@ -54,7 +54,23 @@ PINNED_HASHES = {
 def test_config_hash_is_the_one_before_the_move(name):
     base, expected = PINNED_HASHES[name]
     config, cli_params = build_config(base)
-    assert resolve(config, load_plugins(autoload=False), cli_params).hash == expected
+    resolved = resolve(config, load_plugins(autoload=False), cli_params)
+    # A plugin revised since (rdam, issue 17) adds its revision to the hash on purpose; the rest of the
+    # payload must still hash as it did before the move.
+    assert config_hash(resolved.config) == expected
+    assert (resolved.hash == expected) == (not resolved.revisions)
+
+
+def test_a_revised_plugin_changes_the_hash_of_exactly_the_configs_that_use_it():
+    registry = load_plugins(autoload=False)
+    revised = resolve(build_config(PINNED_HASHES["unet_blocks"][0])[0], registry)
+    assert revised.revisions == {"block:rdam": 1}  # found through the arch params: the block names
+    assert revised.hash != PINNED_HASHES["unet_blocks"][1]
+    default = resolve(build_config({})[0], registry)
+    assert default.revisions == {} and default.hash == PINNED_HASHES["default"][1]
+    r2unet = resolve(build_config({"arch": {"name": "r2unet"}})[0], registry)
+    assert r2unet.revisions == {"architecture:r2unet": 1}
+    assert r2unet.hash != config_hash(r2unet.config)
 
 
 @pytest.fixture
