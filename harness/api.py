@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.config import Resolved, RunConfig, build_config, dataset_for, resolve
+from harness.config import DEFAULT_CHOICES, Resolved, RunConfig, build_config, dataset_for, resolve
 from harness.data.dataset import SegmentationData, load_npz
 from harness.errors import DataError, HarnessError
 from harness.inference.device import eval_batch_size, pick_amp_dtype, pick_device
@@ -26,6 +26,7 @@ from harness.plugins import Registry, load_plugins
 from harness.store import RunStore, resolve_store_path
 from harness.training.checkpoints import load_best_model
 from harness.training.run import RunResult, execute
+from leaderboard.labels import Labeller
 from leaderboard.table import group_rows, leaderboard_frame, leaderboard_rows
 
 if TYPE_CHECKING:  # pandas is imported by leaderboard_frame, only when a DataFrame is asked for
@@ -97,10 +98,13 @@ def leaderboard(
     balancer: str | None = None,
     grouped: bool = False,
     since: str | None = None,
+    plugins: Registry | None = None,
 ) -> pd.DataFrame:
-    """The ranked runs as a DataFrame (one row per run, per-class IoU as iou_<class> columns); with
-    `grouped`, one row per configuration across seeds (miou_mean, miou_std, n)."""
-    rows = leaderboard_rows(runs(store, status, arch, loss, balancer, since), metric)
+    """The ranked runs as a DataFrame (one row per run, per-class IoU as iou_<class> columns, the variant's
+    `label` and the `data`; ranks count within a dataset); with `grouped`, one row per configuration and
+    dataset across seeds (miou_mean, miou_std, n)."""
+    labeller = Labeller(_registry(plugins), DEFAULT_CHOICES)
+    rows = leaderboard_rows(runs(store, status, arch, loss, balancer, since), metric, labeller)
     return leaderboard_frame(group_rows(rows) if grouped else rows)
 
 
