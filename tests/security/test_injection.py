@@ -174,7 +174,9 @@ def test_report_escapes_run_ids_plugin_names_class_names_and_config_values(hosti
     _assert_escaped(page)
     assert "run4 &lt;img src=x onerror=alert(1)&gt;" in page  # run id
     assert "soil &lt;script&gt;" in page  # a class name from the store (a table header)
-    assert "&quot;depth&quot;: &quot;&lt;script&gt;" in page  # an architecture parameter value from the config
+    assert (
+        "&quot;depth&quot;: &quot;&lt;script&gt;" in page
+    )  # an architecture parameter value from the config
     assert sorted(p.name for p in out.iterdir()) == ["class_iou.png", "index.html", "learning_curves.png"]
 
 
