@@ -43,8 +43,10 @@ class Variant:
 
 def data_label(source: str | None, dataset_id: str | None) -> str:
     """`synthetic@986ec9`, `ai4mars-an2dl.npz@3f2a1c`; the name alone when the record has no content hash."""
-    name = _data_name(source)
     digest = str(dataset_id or "")
+    if not source:  # a bare record: its dataset id is all there is
+        return digest[:DATA_HASH_CHARS] if _HEX.match(digest) else digest or "–"
+    name = _data_name(source)
     return f"{name}@{digest[:DATA_HASH_CHARS]}" if _HEX.match(digest) else name
 
 
