@@ -9,6 +9,7 @@ masks = harness.predict(result.run_id, "synthetic")
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.analysis.heldout import select
 from harness.config import DEFAULT_CHOICES, Resolved, RunConfig, build_config, dataset_for, resolve
 from harness.data.dataset import SegmentationData, load_npz
 from harness.errors import DataError, HarnessError
@@ -186,16 +188,28 @@ def evaluate(
     store: str | Path | None = None,
     device: str = "auto",
     plugins: Registry | None = None,
+    include_training: bool = False,
+    limit: int | None = None,
+    on_batch: Callable[[int], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """The run's metrics on every labelled image (`training_set`) of `data`."""
+    """The run's metrics on the labelled images (`training_set`) of `data`.
+
+    On the run's own data (recognised by content) the images it trained on are left out unless
+    `include_training`; `limit` scores at most that many; `scored` says which images were scored.
+    `on_start(images)` and `on_batch(images)` report progress (a bar's total and its advance)."""
     loaded = load_run(run_id, store=store, plugins=plugins)
     cfg = loaded.resolved.config
     dataset = load_source(data, cfg.data.num_classes, plugins)
+    chosen = select(dataset, loaded.record, cfg, include_training=include_training, limit=limit)
     target, amp = _device_and_amp(loaded, device)
+    rows = torch.as_tensor(chosen.rows)
+    if on_start is not None:
+        on_start(len(rows))
     metrics, _, _ = score(
         loaded.model,
-        dataset.images,
-        dataset.masks,
+        dataset.images[rows],
+        dataset.masks[rows],
         norm=loaded.norm,
         multiple=loaded.resolved.multiple,
         num_classes=cfg.data.num_classes,
@@ -203,6 +217,14 @@ def evaluate(
         device=target,
         batch_size=eval_batch_size(target, cfg.train.eval_batch_size),
         amp_dtype=amp,
+        on_batch=on_batch,
     )
     result = metrics.to_dict(list(dataset.class_names))
-    return {"run_id": loaded.run_id, "data": dataset.source, "images": len(dataset), **result}
+    return {
+        "run_id": loaded.run_id,
+        "data": dataset.source,
+        "images": len(rows),
+        "scored": chosen.note,
+        "trained_on": chosen.trained_on,
+        **result,
+    }
