@@ -137,7 +137,7 @@ def group_rows(rows: list[dict]) -> list[dict]:
     """
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        key = (row.get("dataset_id"), row.get("config_hash") or f"run:{row.get('run_id')}")
+        key = (row.get("data"), row.get("dataset_id"), row.get("config_hash") or f"run:{row.get('run_id')}")
         groups.setdefault(key, []).append(row)
     out = [_group(members) for members in groups.values()]
     out.sort(key=lambda g: g["created"] or "")
