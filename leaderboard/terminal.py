@@ -104,4 +104,4 @@ def render_table(
         console.width = needed  # --wide: the whole table on each line, however wide the terminal is
     console.print(table)
     if dropped:
-        console.print(footnote(dropped, console.width), style="dim", soft_wrap=True)
+        console.print(Text(footnote(dropped, console.width), style="dim"))
