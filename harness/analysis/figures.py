@@ -65,7 +65,7 @@ def learning_curves(rows: list[dict], histories: dict[str, list[dict]], metric: 
         miou_ax.plot(epochs, [_nan(h.get(history_key)) for h in history], "-o", color=colour, ms=3)
     if relative:
         loss_ax.set(
-            title="loss / first train loss (losses differ; solid: train, dashed: validation)",
+            title="loss relative to the first train loss\n(losses differ; solid: train, dashed: validation)",
             xlabel="epoch",
             ylabel="relative loss",
         )
