@@ -84,8 +84,11 @@ def _show_one(rows: list[dict[str, Any]], args: argparse.Namespace) -> int:
         if row.get("roles"):
             console.print(Text(f"roles: {', '.join(row['roles'])}"))
         table = Table()
-        for column in ("parameter", "type", "default", "bounds"):
-            table.add_column(column, no_wrap=True)
+        table.add_column("parameter", no_wrap=True)
+        # Choices and list defaults wrap in their own narrow columns, leaving the line to the description.
+        table.add_column("type", max_width=24)
+        table.add_column("default", max_width=20)
+        table.add_column("bounds", no_wrap=True)
         table.add_column("description", ratio=1)
         for name, info in row["params"].items():
             cells = [name, info["type"], repr(info["default"]), info["bounds"] or "–", info["description"]]
