@@ -10,6 +10,7 @@ masks = harness.predict(result.run_id, "synthetic")
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.config import Resolved, RunConfig, build_config, dataset_for, resolve
+from harness.analysis.heldout import select
+from harness.config import DEFAULT_CHOICES, Resolved, RunConfig, build_config, dataset_for, resolve
 from harness.data.dataset import SegmentationData, load_npz
 from harness.errors import DataError, HarnessError
 from harness.inference.device import eval_batch_size, pick_amp_dtype, pick_device
@@ -27,6 +29,7 @@ from harness.plugins import Registry, load_plugins
 from harness.store import RunStore, resolve_store_path
 from harness.training.checkpoints import load_best_model
 from harness.training.run import RunResult, execute
+from leaderboard.labels import Labeller
 from leaderboard.table import group_rows, leaderboard_frame, leaderboard_rows
 
 if TYPE_CHECKING:  # pandas is imported by leaderboard_frame, only when a DataFrame is asked for
@@ -98,10 +101,13 @@ def leaderboard(
     balancer: str | None = None,
     grouped: bool = False,
     since: str | None = None,
+    plugins: Registry | None = None,
 ) -> pd.DataFrame:
-    """The ranked runs as a DataFrame (one row per run, per-class IoU as iou_<class> columns); with
-    `grouped`, one row per configuration across seeds (miou_mean, miou_std, n)."""
-    rows = leaderboard_rows(runs(store, status, arch, loss, balancer, since), metric)
+    """The ranked runs as a DataFrame (one row per run, per-class IoU as iou_<class> columns, the variant's
+    `label` and the `data`; ranks count within a dataset); with `grouped`, one row per configuration and
+    dataset across seeds (miou_mean, miou_std, n)."""
+    labeller = Labeller(_registry(plugins), DEFAULT_CHOICES)
+    rows = leaderboard_rows(runs(store, status, arch, loss, balancer, since), metric, labeller)
     return leaderboard_frame(group_rows(rows) if grouped else rows)
 
 
@@ -205,42 +211,64 @@ def evaluate(
     store: str | Path | None = None,
     device: str = "auto",
     plugins: Registry | None = None,
+    include_training: bool = False,
+    limit: int | None = None,
+    on_batch: Callable[[int], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """The run's metrics on every labelled image (`training_set`) of `data`.
+    """The run's metrics on the labelled images (`training_set`) of `data`.
 
+    On the run's own data (recognised by content) the images it trained on are left out unless
+    `include_training`; `limit` scores at most that many; `scored` says which images were scored.
+    `on_start(images)` and `on_batch(images)` report progress (a bar's total and its advance).
     For a model with `scoring_variants` (see `ArchitectureSpec`), "variants" also maps each variant's
     name to its mIoU (an2dl, fg) and per-class IoU: maskrcnn's detections, semantic head and both."""
     loaded = load_run(run_id, store=store, plugins=plugins)
     cfg = loaded.resolved.config
     dataset = load_source(data, cfg.data.num_classes, plugins)
+    chosen = select(dataset, loaded.record, cfg, include_training=include_training, limit=limit)
+    rows = torch.as_tensor(chosen.rows)
+    images, masks = dataset.images[rows], dataset.masks[rows]
     ignored = cfg.data.ignore_index
-    if ignored is not None and bool((dataset.masks == ignored).all()):
+    if ignored is not None and bool((masks == ignored).all()):
         raise DataError(
-            f"{dataset.source}: nothing to score: every mask pixel is class {ignored} "
-            f"({dataset.class_names[ignored]}), which the metric ignores"
+            f"{dataset.source}: nothing to score: every mask pixel of the {len(rows)} images scored is "
+            f"class {ignored} ({dataset.class_names[ignored]}), which the metric ignores"
         )
     target, amp = _device_and_amp(loaded, device)
+    variant_names = tuple(getattr(loaded.model, "scoring_variants", ()))
+    if on_start is not None:
+        on_start(len(rows) * (1 + len(variant_names)))  # each variant scores the images again
 
     def scored() -> dict[str, Any]:
         metrics, _, _ = score(
             loaded.model,
-            dataset.images,
-            dataset.masks,
+            images,
+            masks,
             norm=loaded.norm,
             multiple=loaded.resolved.multiple,
             num_classes=cfg.data.num_classes,
-            ignore_index=cfg.data.ignore_index,
+            ignore_index=ignored,
             device=target,
             batch_size=eval_batch_size(target, cfg.train.eval_batch_size),
             amp_dtype=amp,
+            on_batch=on_batch,
         )
         return metrics.to_dict(list(dataset.class_names))
 
     result = scored()
     # A model whose output combines parts (maskrcnn's detections and semantic head) is scored per part.
     variants = {}
-    for name in getattr(loaded.model, "scoring_variants", ()):
+    for name in variant_names:
         with loaded.model.scoring_variant(name):
             variants[name] = {key: value for key, value in scored().items() if key in VARIANT_KEYS}
     extra = {"variants": variants} if variants else {}
-    return {"run_id": loaded.run_id, "data": dataset.source, "images": len(dataset), **result, **extra}
+    return {
+        "run_id": loaded.run_id,
+        "data": dataset.source,
+        "images": len(rows),
+        "scored": chosen.note,
+        "trained_on": chosen.trained_on,
+        **result,
+        **extra,
+    }

@@ -105,6 +105,17 @@ def config_links(rows: Sequence[dict], runs: Sequence[dict]) -> ConfigLinks:
     return ConfigLinks(targets, sections)
 
 
+@dataclass(frozen=True)
+class Table:
+    """One table of a page: an optional heading (a dataset's), headers, display cells and, per row, the key
+    of the config section its config (or run) cell links to."""
+
+    heading: str | None
+    headers: Sequence[str]
+    rows: Sequence[Sequence[str]]
+    targets: Sequence[str | None] = ()
+
+
 def _link_column(headers: Sequence[str]) -> int | None:
     for name in ("config", "run"):
         if name in headers:
@@ -137,6 +148,11 @@ def render_table(
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
 
 
+def _table_parts(table: Table) -> list[str]:
+    heading = [] if table.heading is None else [f"<h2>{html.escape(table.heading)}</h2>"]
+    return [*heading, render_table(table.headers, table.rows, table.targets)]
+
+
 def render_figure(caption: str, png: bytes) -> str:
     """One ``<figure>`` with the PNG inlined as a data URI and the escaped caption as alt text and caption."""
     data = base64.b64encode(png).decode("ascii")
@@ -163,12 +179,13 @@ def render_configs(sections: Sequence[ConfigSection]) -> list[str]:
 
 def render_page(
     title: str,
-    headers: Sequence[str],
-    rows: Sequence[Sequence[str]],
+    headers: Sequence[str] = (),
+    rows: Sequence[Sequence[str]] = (),
     figures: Sequence[tuple[str, bytes]] = (),
     *,
     notes: Sequence[str] = (),
     links: ConfigLinks | None = None,
+    tables: Sequence[Table] | None = None,
 ) -> str:
     """A complete HTML document: ``title``, optional ``notes`` (one paragraph each), the table, figures.
 
@@ -176,9 +193,12 @@ def render_page(
     bytes) pairs shown in order after the table; ``links`` (see ``config_links``) adds, at the end, one
     section per resolved config as pretty JSON, each row's config cell linking to its own. Nothing is
     interpreted as markup: every string is escaped, so ``<script>`` in a run id or a config value shows as
-    text. The leaderboard's ``--format html`` calls this with its table and no figures.
+    text. ``tables`` (each with its heading and links) replaces ``headers``/``rows``: the leaderboard shows
+    one table per dataset.
     """
     links = links or ConfigLinks()
+    if tables is None:
+        tables = [Table(None, headers, rows, links.targets)]
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -190,7 +210,7 @@ def render_page(
         "<body>",
         f"<h1>{html.escape(title)}</h1>",
         *(f'<p class="note">{html.escape(note)}</p>' for note in notes),
-        render_table(headers, rows, links.targets),
+        *(part for table in tables for part in _table_parts(table)),
         *(render_figure(caption, png) for caption, png in figures),
         *render_configs(links.sections),
         "</body>",

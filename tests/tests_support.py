@@ -93,12 +93,20 @@ def per_image(accuracy: float, n: int = 120, seed: int = 0) -> np.ndarray:
 
 
 def add_run(
-    store, run_id: str, confusion, *, seed=0, config_hash="cfg-a", indices=None, status="finished"
+    store,
+    run_id: str,
+    confusion,
+    *,
+    seed=0,
+    config_hash="cfg-a",
+    indices=None,
+    status="finished",
+    config=None,
 ) -> None:
     """A recorded run with its per-image validation file (as training writes it); `confusion` None: none."""
     store.start_run(
         run_id=run_id,
-        config={"data": {"ignore_index": 0}},
+        config=config or {"data": {"ignore_index": 0}},
         config_hash=config_hash,
         seed=seed,
         arch="unet",

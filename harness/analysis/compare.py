@@ -25,6 +25,7 @@ from harness.errors import HarnessError
 from harness.store import RunStore
 from harness.training.checkpoint_checks import check_per_image
 from harness.training.checkpoints import PER_IMAGE_NAME
+from leaderboard.labels import Labeller, data_label
 
 METRICS = ("an2dl", "fg")
 DEFAULT_RESAMPLES = 2000
@@ -73,6 +74,10 @@ class Comparison:
     ci_high: float
     resamples: int
     seed: int
+    a_label: str = ""
+    b_label: str = ""
+    a_data: str = ""
+    b_data: str = ""
 
     @property
     def excludes_zero(self) -> bool:
@@ -99,6 +104,10 @@ class Comparison:
             "resamples": self.resamples,
             "seed": self.seed,
             "metric": self.metric,
+            "a_label": self.a_label,
+            "b_label": self.b_label,
+            "a_data": self.a_data,
+            "b_data": self.b_data,
         }
 
 
@@ -283,8 +292,10 @@ def compare(
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
     metric: str = "an2dl",
+    labeller: Labeller | None = None,
 ) -> Comparison:
-    """Paired bootstrap of mIoU(B) − mIoU(A) for two runs or config groups of ``store``."""
+    """Paired bootstrap of mIoU(B) − mIoU(A) for two runs or config groups of ``store``; ``labeller`` names
+    each side's variant (`leaderboard.labels`), its data label comes from the run records."""
     if metric not in METRICS:
         raise HarnessError(f"unknown metric {metric!r}; choose {' or '.join(METRICS)}")
     if resamples < 1:
@@ -316,7 +327,21 @@ def compare(
         ci_high=high,
         resamples=resamples,
         seed=seed,
+        **_names("a", side_a, labeller or Labeller()),
+        **_names("b", side_b, labeller or Labeller()),
     )
+
+
+def _names(prefix: str, side: Side, labeller: Labeller) -> dict[str, str]:
+    """`<prefix>_label` and `<prefix>_data` of a side: its variant and data, as the leaderboard shows them."""
+    run = next(iter(side.runs.values()))
+    config = run.get("config") if isinstance(run.get("config"), dict) else {}
+    names = {section: run.get(section) for section in ("arch", "loss", "balancer")}
+    source = (config.get("data") or {}).get("source") if isinstance(config.get("data"), dict) else None
+    return {
+        f"{prefix}_label": labeller.variant(config, names).label,
+        f"{prefix}_data": data_label(source, run.get("dataset_id")),
+    }
 
 
 def compare_store(path: str | Path, a: str, b: str, **options: Any) -> Comparison:

@@ -34,33 +34,49 @@ def _colours(n: int) -> list:
 
 
 def _run_label(row: dict) -> str:
-    return f"#{row['rank']} {row['run_id']}"
+    """A row's legend entry: the `legend` its table gave it (`#rank label`), else its rank and run id."""
+    return str(row.get("legend") or f"#{row['rank']} {row['run_id']}")
 
 
 def learning_curves(rows: list[dict], histories: dict[str, list[dict]], metric: str) -> bytes:
-    """Train (solid) and validation (dashed) loss, and validation mIoU, per epoch; one colour per run."""
+    """Train (solid) and validation (dashed) loss, and validation mIoU, per epoch; one colour per run.
+
+    Losses of different kinds do not share a scale (a dice loss is at most 1, a cross-entropy is not), so
+    when the rows train different losses each curve is drawn relative to its own first train loss. The
+    legend sits outside the axes, to the right, where it covers no curve.
+    """
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(11, 4.6), layout="constrained")
+    figure = Figure(figsize=(12, 4.6), layout="constrained")
     loss_ax, miou_ax = figure.subplots(1, 2)
     history_key = HISTORY_KEYS[metric]
+    relative = len({row.get("loss") for row in rows}) > 1
     for row, colour in zip(rows, _colours(len(rows)), strict=True):
         history = histories.get(row["run_id"]) or []
         epochs = [h["epoch"] for h in history]
         label = _run_label(row)
-        loss_ax.plot(
-            epochs, [_nan(h.get("train_loss")) for h in history], "-o", color=colour, ms=3, label=label
+        train = [_nan(h.get("train_loss")) for h in history]
+        val = [_nan(h.get("val_loss")) for h in history]
+        first = next((v for v in train if v == v), None)  # v == v: the first that is not NaN
+        if relative and first:
+            train, val = [v / first for v in train], [v / first for v in val]
+        loss_ax.plot(epochs, train, "-o", color=colour, ms=3, label=label)
+        loss_ax.plot(epochs, val, "--", color=colour)
+        miou_ax.plot(epochs, [_nan(h.get(history_key)) for h in history], "-o", color=colour, ms=3)
+    if relative:
+        loss_ax.set(
+            title="loss relative to the first train loss\n(losses differ; solid: train, dashed: validation)",
+            xlabel="epoch",
+            ylabel="relative loss",
         )
-        loss_ax.plot(epochs, [_nan(h.get("val_loss")) for h in history], "--", color=colour)
-        miou_ax.plot(
-            epochs, [_nan(h.get(history_key)) for h in history], "-o", color=colour, ms=3, label=label
-        )
-    loss_ax.set(title="loss (solid: train, dashed: validation)", xlabel="epoch", ylabel="loss")
+    else:
+        loss_ax.set(title="loss (solid: train, dashed: validation)", xlabel="epoch", ylabel="loss")
     miou_ax.set(title=f"validation mIoU ({metric})", xlabel="epoch", ylabel="mIoU")
     for ax in (loss_ax, miou_ax):
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    miou_ax.legend(fontsize=7, loc="lower right")
+    if rows:
+        figure.legend(loc="outside right upper", fontsize=7)
     return _png(figure)
 
 

@@ -15,13 +15,23 @@ from typing import Any
 from harness.analysis.compare import PerImage, load_per_image
 from harness.analysis.figures import HISTORY_KEYS, class_iou_bars, confusion_figure, learning_curves
 from harness.analysis.overlays import OVERLAY_IMAGES, Say, best_run_overlays
+from harness.config import DEFAULT_CHOICES
 from harness.errors import HarnessError
 from harness.plugins import Registry
 from harness.store import RunStore, resolve_store_path
-from leaderboard.html import ConfigLinks, config_links, render_page
-from leaderboard.table import class_columns, format_duration, leaderboard_rows
+from leaderboard.html import ConfigLinks, Table, config_links, render_page
+from leaderboard.labels import Labeller
+from leaderboard.table import (
+    class_columns,
+    datasets,
+    filter_data,
+    format_duration,
+    html_tables,
+    leaderboard_rows,
+)
 
 DEFAULT_TOP = 5
+FIGURE_ROWS = 10  # the most rows one figure draws: more lines than this are not readable in one legend
 FILES = {
     "curves": "learning_curves.png",
     "iou": "class_iou.png",
@@ -29,11 +39,6 @@ FILES = {
     "overlays": "overlays.png",
     "index": "index.html",
 }
-
-
-def _params_text(run: dict) -> str:
-    params = ((run.get("config") or {}).get("arch") or {}).get("params") or {}
-    return ", ".join(f"{k}={v}" for k, v in params.items()) or "–"
 
 
 def _fixed(value: Any, digits: int = 3) -> str:
@@ -44,25 +49,20 @@ def table_rows(
     rows: list[dict], runs: dict[str, dict], classes: list[str]
 ) -> tuple[list[str], list[list[str]]]:
     """Headers and display cells of the report's table of the top runs (plain strings; the page escapes)."""
-    headers = ["#", "run", "config", "arch", "loss", "balancer", "seed", "mIoU", *classes]
-    headers += ["arch params", "data", "epochs", "time"]
+    headers = ["#", "run", "config", "label", "data", "seed", "mIoU", *classes, "epochs", "time"]
     cells = []
     for row in rows:
         run = runs[row["run_id"]]
-        data = (run.get("config") or {}).get("data") or {}
         cells.append(
             [
                 str(row["rank"]),
                 str(row["run_id"]),
                 str(run.get("config_hash") or "")[:8],
-                str(row["arch"]),
-                str(row["loss"]),
-                str(row["balancer"]),
+                str(row.get("label") or row["arch"]),
+                str(row.get("data") or "–"),
                 str(row["seed"]),
                 _fixed(row["miou"]),
                 *(_fixed(row["iou"].get(name)) for name in classes),
-                _params_text(run),
-                str(data.get("source", "–")),
                 f"{run.get('best_epoch')}/{row['epochs']}",
                 format_duration(row["wall_time"]),
             ]
@@ -159,50 +159,92 @@ def _figures(
     plugins: Registry | None,
     overlays: int,
     show_progress: bool,
+    where: str = "",
+    best_figures: bool = True,
 ) -> None:
-    """Every figure of the report for the ranked run `rows` (the first is the best run)."""
+    """Every figure of the report for the ranked run `rows` (the first is the best run); `where` ends the
+    captions (a dataset's heading); without `best_figures`, only the curves and the per-class bars."""
     best = runs[rows[0]["run_id"]]
     with RunStore(store_path, create=False) as run_store:
         histories = {row["run_id"]: run_store.history(row["run_id"]) for row in rows}
+        per_image: PerImage | None = None
         try:
-            per_image: PerImage | None = load_per_image(run_store, best)
+            per_image = load_per_image(run_store, best) if best_figures else None
         except HarnessError as exc:
-            per_image = None
             pages.skipped("Confusion matrix and overlays", exc)
-    pages.figure("curves", "Learning curves of the top runs.", learning_curves(rows, histories, metric))
-    pages.figure(
-        "iou", "Per-class validation IoU of the top runs (best epoch).", class_iou_bars(rows, classes)
-    )
-    if per_image is not None:
+    pages.figure("curves", f"Learning curves{where}.", learning_curves(rows, histories, metric))
+    pages.figure("iou", f"Per-class validation IoU (best epoch){where}.", class_iou_bars(rows, classes))
+    if per_image is not None and best_figures:
         _best_run_figures(
             pages, best, per_image, store_path, plugins, count=overlays, show_progress=show_progress
         )
 
 
+def figure_rows(rows: list[dict], limit: int = FIGURE_ROWS) -> list[dict]:
+    """The rows a page's figures draw: the table's own rows (up to `limit`), each as one run (a group's
+    best seed: its curves and its per-class IoU), with the legend text `#rank label` of the table's row."""
+    out = []
+    for row in rows[:limit]:
+        run_id = row.get("best_run") or row.get("run_id")
+        if run_id is None:
+            continue
+        out.append({**row, "run_id": run_id, "legend": legend(row)})
+    return out
+
+
+def legend(row: dict) -> str:
+    """A figure's legend entry for a table row: its rank and its label, as the table shows them."""
+    return f"#{row.get('rank')} {row.get('label') or row.get('run_id')}"
+
+
+def _targets(links: ConfigLinks, start: int, count: int) -> list[str | None]:
+    return list(links.targets[start : start + count])
+
+
 def leaderboard_page(
     title: str,
-    headers: list[str],
-    cells: list[list[str]],
+    rows: list[dict],
+    class_names: list[str],
     *,
+    runs: list[dict],
     store: str | Path | None = None,
-    top: int = 5,
     metric: str = "an2dl",
     plugins: Registry | None = None,
-    links: ConfigLinks | None = None,
 ) -> str:
-    """The leaderboard as one self-contained HTML page: its table, then the report's figures for the top
-    `top` finished runs (images embedded), so the single file can be mailed to a teammate; `links`
-    (`leaderboard.html.config_links` of the table's rows) ends it with each row's resolved config."""
+    """The leaderboard as one self-contained HTML page: its table (one per dataset), then figures of the
+    table's own rows (`figure_rows`: per-architecture best with `--by arch`), legends with the table's
+    labels; each row's config cell links to its resolved config at the end, so the file can be mailed."""
     store_path = resolve_store_path(store)
     pages = _Pages(None, lambda line: None)
-    finished = {r["run_id"]: r for r in finished_runs(store_path)}
-    if finished:
-        rows = leaderboard_rows(list(finished.values()), metric)[:top]
-        best = finished[rows[0]["run_id"]]
-        classes = class_columns(rows, list(best.get("class_names") or []))
-        _figures(pages, store_path, rows, finished, classes, metric, plugins, OVERLAY_IMAGES, False)
-        pages.notes.insert(0, f"Figures: the top {len(rows)} finished runs by validation mIoU ({metric}).")
-    return render_page(title, headers, cells, pages.figures, notes=pages.notes, links=links)
+    links = config_links(rows, runs)
+    tables, start = [], 0
+    by_id = {run["run_id"]: run for run in runs}
+    for index, (heading, headers, cells, part) in enumerate(html_tables(rows, class_names, metric)):
+        tables.append(Table(heading, headers, cells, _targets(links, start, len(part))))
+        start += len(part)
+        drawn = [row for row in figure_rows(part) if row["run_id"] in by_id and row.get("miou") is not None]
+        if not drawn:
+            continue
+        classes = class_columns(drawn, class_names)
+        where = f" ({heading})" if heading else ""
+        _figures(
+            pages,
+            store_path,
+            drawn,
+            by_id,
+            classes,
+            metric,
+            plugins,
+            OVERLAY_IMAGES,
+            False,
+            where,
+            index == 0,
+        )
+    if pages.figures:
+        pages.notes.insert(
+            0, f"Figures: the table's rows (up to {FIGURE_ROWS} per table), legends #rank label."
+        )
+    return render_page(title, figures=pages.figures, notes=pages.notes, links=links, tables=tables)
 
 
 def build_report(
@@ -214,6 +256,7 @@ def build_report(
     arch: str | None = None,
     loss: str | None = None,
     balancer: str | None = None,
+    data: str | None = None,
     overlays: int = OVERLAY_IMAGES,
     plugins: Registry | None = None,
     say: Say | None = None,
@@ -232,13 +275,26 @@ def build_report(
     store_path = resolve_store_path(store)
     filters = {"arch": arch, "loss": loss, "balancer": balancer}
     runs = {r["run_id"]: r for r in _finished_runs(store_path, filters)}
-    rows = leaderboard_rows(list(runs.values()), metric)[:top]
+    if data is not None:
+        runs = {r["run_id"]: r for r in filter_data(list(runs.values()), data)}
+        if not runs:
+            raise HarnessError(f"--data {data}: no finished runs on that data in {store_path}")
+    labeller = Labeller(plugins, DEFAULT_CHOICES)
+    ranked = leaderboard_rows(list(runs.values()), metric, labeller)
+    # The runs of the best row's dataset only: scores on different data are not ranked together.
+    shown_data = ranked[0]["data"]
+    rows = [row for row in ranked if row["data"] == shown_data][:top]
     best = runs[rows[0]["run_id"]]
     classes = class_columns(rows, list(best.get("class_names") or []))
     pages = _Pages(_out_dir(out), say or (lambda line: None))
     pages.notes.append(
-        f"Top {len(rows)} of {len(runs)} finished runs in {store_path}, ranked by validation mIoU ({metric})."
+        f"Top {len(rows)} of {len(runs)} finished runs in {store_path} on data {shown_data}, ranked by "
+        f"validation mIoU ({metric}); legends name each run as the table does: #rank label."
     )
+    others = [name for name in datasets(ranked) if name != shown_data]
+    if others:
+        pages.notes.append(f"Runs on other data are left out ({', '.join(others)}): pass --data to see them.")
+    rows = [{**row, "legend": legend(row)} for row in rows]
     _figures(pages, store_path, rows, runs, classes, metric, plugins, overlays, show_progress)
     headers, cells = table_rows(rows, runs, classes)
     title = f"harness report: top {len(rows)} runs by mIoU ({metric})"

@@ -57,7 +57,8 @@ class Parser(argparse.ArgumentParser):
     """argparse with one-line errors (no usage dump) and exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise HarnessError(f"{self.prog}: {message} (see {self.prog} --help)")
+        # main prints "harness: error: " before it, so the message does not repeat the program's name.
+        raise HarnessError(f"{message} (see {self.prog} --help)")
 
 
 def build_parser() -> Parser:

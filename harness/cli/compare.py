@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 
 from rich.table import Table
+from rich.text import Text
 
-from harness.cli.options import add_common, print_json, wide_console
+from harness.cli.options import add_common, error_console, load_registry, print_json, wide_console
+from harness.config import DEFAULT_CHOICES
 from harness.errors import ConfigError
 from harness.store import resolve_store_path
+from leaderboard.labels import Labeller
 
 RESAMPLES_MAX = 100_000  # 100k replicates over 500 images already hold 400 MB of indices
 
@@ -20,7 +23,8 @@ def add_parser(sub) -> None:
         description="Paired bootstrap over validation images of mIoU(B) - mIoU(A). A and B are each a run id "
         "(or unique prefix) or a config hash prefix (the leaderboard's config column: all finished runs of "
         "that configuration, paired with the other side by seed). Two runs pair only when they were "
-        "validated on the same images (same data, split and seed).",
+        "validated on the same images (same data, split and seed). Each side is named by its variant label "
+        "and its data, as the leaderboard shows them.",
     )
     add_common(p)
     p.add_argument("a", help="run id, unique run id prefix, or config hash prefix")
@@ -39,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--resamples must be at least 1 and at most {RESAMPLES_MAX}, got {args.resamples}")
     if args.seed < 0:
         raise ConfigError(f"--seed must be 0 or more, got {args.seed}")
+    labeller = Labeller(load_registry(args, error_console()), DEFAULT_CHOICES)
     result = compare_store(
         resolve_store_path(args.store),
         args.a,
@@ -46,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         resamples=args.resamples,
         seed=args.seed,
         metric=args.metric,
+        labeller=labeller,
     )
     if args.format == "json":
         print_json(result.to_dict())
@@ -54,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("what")
     table.add_column("value", overflow="fold")
     seeds = ", ".join(str(s) for s in result.seeds)
-    table.add_row("A", f"{result.a_kind} {result.a}")
-    table.add_row("B", f"{result.b_kind} {result.b}")
+    table.add_row("A", Text(f"{result.a_label} on {result.a_data} ({result.a_kind} {result.a})"))
+    table.add_row("B", Text(f"{result.b_label} on {result.b_data} ({result.b_kind} {result.b})"))
     table.add_row("pairs", f"{result.pairs} (seed{'s' * (result.pairs != 1)} {seeds})")
     table.add_row("validation images", f"{result.images} (resampled within each pair)")
     table.add_row("mIoU A / B", f"{result.a_miou:.4f} / {result.b_miou:.4f}")

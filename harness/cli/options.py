@@ -6,7 +6,7 @@
 - `flag_settings`: the run-config flags as `--set` assignments (flags override the TOML file, `--set`
   overrides flags), and `resolved_config`, the checked configuration of `run` and `data preview`;
 - `load_registry`: the plugins, with one warning line per plugin that failed to load;
-- `error_console` (stderr, built once) and `wide_console` (stdout, not squashed into 80 columns).
+- `error_console` (stderr, built once) and `wide_console` (stdout: the terminal's width, `COLUMNS` or 200).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import argparse
 import functools
 import json
 import math
+import os
 import sys
 from typing import Any
 
@@ -171,9 +172,12 @@ def error_console() -> Console:
 
 
 def wide_console() -> Console:
-    """A console that does not squash wide tables into 80 columns when output goes to a file or pipe."""
+    """The stdout console: the terminal's width; piped, `COLUMNS` when it is set (rich reads it), else 200
+    columns, so wide tables are not squashed into 80 when output goes to a file."""
     console = Console(highlight=False)
-    return console if console.is_terminal else Console(highlight=False, width=200)
+    if console.is_terminal or os.environ.get("COLUMNS", "").strip().isdigit():
+        return console
+    return Console(highlight=False, width=200)
 
 
 def print_json(value: Any) -> None:

@@ -12,7 +12,9 @@ def add_parser(sub) -> None:
         "report",
         help="figures and one self-contained HTML page for the top runs",
         description="Write learning curves and per-class IoU of the top N finished runs, the best run's "
-        "confusion matrix and prediction overlays (PNGs), and index.html with all of them embedded.",
+        "confusion matrix and prediction overlays (PNGs), and index.html with all of them embedded. "
+        "Runs on one dataset only (the best run's, or --data); rows and legends carry the leaderboard's "
+        "labels.",
     )
     add_common(p)
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs and index.html")
@@ -21,6 +23,11 @@ def add_parser(sub) -> None:
     p.add_argument("--arch", help="only this architecture")
     p.add_argument("--loss", help="only this loss")
     p.add_argument("--balancer", help="only this balancer")
+    p.add_argument(
+        "--data",
+        metavar="NAME|FILE",
+        help="only runs on this data (as `harness leaderboard --data`); default: the best run's data",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar for the overlays")
 
 
@@ -37,10 +44,10 @@ def run(args: argparse.Namespace) -> int:
         arch=args.arch,
         loss=args.loss,
         balancer=args.balancer,
+        data=args.data,
         plugins=registry,
-        say=lambda line: err.print(line, markup=False),
         show_progress=not args.no_progress,
     )
-    for path in written:
+    for path in written:  # once, on stdout: the list a script reads (stderr has only the overlays' bar)
         print(path)
     return 0

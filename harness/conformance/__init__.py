@@ -3,7 +3,8 @@
 `tests/harness/conformance/` runs them over every registered plugin; `harness check-plugin NAME` runs the same
 checks on any installed plugin, so a third-party author gets the verdict the project's CI gives.
 Each check raises `CheckFailed` with one line saying what is wrong. One module per plugin kind holds its
-checks (`architectures`, `blocks`, `losses`, `balancers`); `kit` holds what they share.
+checks (`architectures`, `blocks`, `losses`, `balancers`); `kit` holds what they share, and `sampling`
+the check every kind runs too: the plugin built and run at parameters drawn inside their declared bounds.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from harness.conformance.blocks import (
 )
 from harness.conformance.kit import NUM_CLASSES, SIZE, CheckFailed, require, shallow_params, small_params
 from harness.conformance.losses import LOSS_CHECKS, check_loss_ignore_index, check_loss_value
+from harness.conformance.sampling import check_sampled_params
 from harness.specs import PluginSpec
 
 __all__ = [
@@ -60,6 +62,7 @@ __all__ = [
     "check_loss_ignore_index",
     "check_loss_value",
     "check_modes",
+    "check_sampled_params",
     "check_sizes",
     "require",
     "run_checks",
@@ -67,11 +70,15 @@ __all__ = [
     "small_params",
 ]
 
+# Every kind also runs at parameters sampled inside their declared bounds (harness.conformance.sampling).
 CHECKS_BY_KIND = {
-    "architecture": ARCHITECTURE_CHECKS,
-    "block": BLOCK_CHECKS,
-    "loss": LOSS_CHECKS,
-    "balancer": BALANCER_CHECKS,
+    kind: {**checks, "sampled params": check_sampled_params}
+    for kind, checks in (
+        ("architecture", ARCHITECTURE_CHECKS),
+        ("block", BLOCK_CHECKS),
+        ("loss", LOSS_CHECKS),
+        ("balancer", BALANCER_CHECKS),
+    )
 }
 
 

@@ -28,14 +28,15 @@ def _sizes(multiple: int) -> list[tuple[int, int]]:
     return [(up(32), up(64)), (up(128), up(256))]
 
 
-def _random_batch(size: tuple[int, int] = SIZE, batch: int = 2, seed: int = 0):
+def random_batch(size: tuple[int, int] = SIZE, batch: int = 2, seed: int = 0):
+    """A seeded (images, masks) batch of `size` grayscale images, as the checks feed an architecture."""
     generator = torch.Generator().manual_seed(seed)
     images = torch.randn(batch, 1, *size, generator=generator)
     masks = torch.randint(0, NUM_CLASSES, (batch, *size), generator=generator)
     return images, masks
 
 
-def _training_loss(spec: ArchitectureSpec, model: nn.Module, images, masks) -> torch.Tensor:
+def training_loss(spec: ArchitectureSpec, model: nn.Module, images, masks) -> torch.Tensor:
     """A scalar to back-propagate, following the capability flags like the training loop does."""
     if spec.instance_based:
         losses = model(images, masks)
@@ -68,8 +69,8 @@ def check_builds(spec: ArchitectureSpec, registry: Any = None) -> str:
 
 def check_forward_backward(spec: ArchitectureSpec, registry: Any = None) -> None:
     model = _build(spec, small_params(spec, registry)).train()
-    images, masks = _random_batch()
-    loss = _training_loss(spec, model, images, masks)
+    images, masks = random_batch()
+    loss = training_loss(spec, model, images, masks)
     require(torch.isfinite(loss).item(), "training loss is not finite")
     loss.backward()
     for name, param in model.named_parameters():
@@ -121,7 +122,7 @@ def _batchnorm_stats(model: nn.Module) -> list[torch.Tensor]:
 
 def check_modes(spec: ArchitectureSpec, registry: Any = None) -> None:
     model = _build(spec, small_params(spec, registry))
-    images, _ = _random_batch()
+    images, _ = random_batch()
     model.eval()
     require(not any(m.training for m in model.modules()), "eval() left a submodule in training mode")
     before = _batchnorm_stats(model)
@@ -144,7 +145,7 @@ def check_modes(spec: ArchitectureSpec, registry: Any = None) -> None:
 
 def check_deep_supervision(spec: ArchitectureSpec, registry: Any = None) -> str:
     model = _build(spec, small_params(spec, registry)).train()
-    images, masks = _random_batch()
+    images, masks = random_batch()
     if spec.instance_based:
         return "instance-based: training returns losses (checked in forward/backward)"
     with torch.no_grad():
@@ -169,14 +170,14 @@ def check_deep_supervision(spec: ArchitectureSpec, registry: Any = None) -> str:
 
 def check_compile(spec: ArchitectureSpec, registry: Any = None) -> str:
     model = _build(spec, shallow_params(spec, registry)).eval()
-    images, masks = _random_batch(batch=2)
+    images, masks = random_batch(batch=2)
     torch._dynamo.reset()
     try:
         compiled = torch.compile(model)
         with torch.no_grad():
             fast, slow = compiled(images), model(images)
         model.train()
-        _training_loss(spec, compiled, images, masks).backward()
+        training_loss(spec, compiled, images, masks).backward()
     except Exception as exc:
         if spec.compiles:
             raise CheckFailed(

@@ -11,7 +11,8 @@ from harness.conformance.kit import NUM_CLASSES, require
 from harness.specs import BalancerSpec
 
 
-def _balancer_inputs():
+def balancer_inputs():
+    """Twelve seeded 32x64 images with masks, the rare class 4 in the first three (as big rocks are)."""
     generator = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (12, 32, 64), generator=generator, dtype=torch.uint8)
     masks = torch.randint(0, 4, (12, 32, 64), generator=generator, dtype=torch.uint8)
@@ -25,7 +26,7 @@ def _balance(spec: BalancerSpec, registry: Any, images, masks, seed: int):
 
 
 def check_balancer_contract(spec: BalancerSpec, registry: Any = None) -> str:
-    images, masks = _balancer_inputs()
+    images, masks = balancer_inputs()
     originals = images.clone(), masks.clone()
     result = _balance(spec, registry, images, masks, seed=0)
     require(
@@ -51,7 +52,7 @@ def check_balancer_contract(spec: BalancerSpec, registry: Any = None) -> str:
 
 
 def check_balancer_deterministic(spec: BalancerSpec, registry: Any = None) -> None:
-    images, masks = _balancer_inputs()
+    images, masks = balancer_inputs()
     first, second = _balance(spec, registry, images, masks, 3), _balance(spec, registry, images, masks, 3)
     same = torch.equal(first.images, second.images) and torch.equal(first.masks, second.masks)
     require(same, "two calls with the same seed gave different splits")

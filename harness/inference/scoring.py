@@ -3,7 +3,7 @@ ignored class, and score with the one metric in `harness.inference.metrics`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -131,9 +131,11 @@ def score(
     loss_fn: nn.Module | None = None,
     distances: torch.Tensor | None = None,
     per_image: bool = False,
+    on_batch: Callable[[int], None] | None = None,
 ) -> tuple[Any, float | None, torch.Tensor | None]:
     """Validation metrics (one confusion matrix over all images), the mean loss if loss_fn is given, and
-    with `per_image` the (N, K, K) int64 confusion matrix of each image (paired comparisons need them)."""
+    with `per_image` the (N, K, K) int64 confusion matrix of each image (paired comparisons need them).
+    `on_batch(images)` is called after each batch (a progress bar's advance)."""
     model.eval()
     matrix = ConfusionMatrix(num_classes, ignore_index, device=device)
     loss_sum = torch.zeros((), device=device)
@@ -151,6 +153,8 @@ def score(
         matrix.update(preds, target)
         if per_image:
             images_confusion.append(per_image_confusion(preds, target, num_classes, ignore_index))
+        if on_batch is not None:
+            on_batch(part.stop - part.start)
     mean_loss = float(loss_sum) / max(len(images), 1) if loss_fn is not None else None
     stacked = torch.cat(images_confusion) if images_confusion else None
     return matrix.compute(), mean_loss, stacked

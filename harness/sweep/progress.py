@@ -46,8 +46,10 @@ class SweepProgress:
         self.label = label
         self.bar.update(self.overall, status=label)
 
-    def run_bar(self, total_epochs: int, steps: int) -> ConsoleProgress:
-        view = ConsoleProgress(total_epochs, steps, shared=self.bar, prefix="  ")
+    def run_bar(self, total_epochs: int, steps: int, budget_minutes: float | None = None) -> ConsoleProgress:
+        view = ConsoleProgress(
+            total_epochs, steps, shared=self.bar, prefix="  ", budget_minutes=budget_minutes
+        )
         if not self.epoch_lines:
             view.epoch_line = lambda values, best: None  # one line per run is enough in a sweep
         return view

@@ -9,8 +9,9 @@ if TYPE_CHECKING:
     from harness.training.loop import LoopState
 
 
-def progress_bar(*, transient: bool):
-    """The rich Progress every bar of the harness uses: description, bar, n/total, elapsed, eta, status."""
+def progress_bar(*, transient: bool, console: Any = None):
+    """The rich Progress every bar of the harness uses: description, bar, n/total, elapsed, eta, status
+    (on `console`, default rich's stdout console)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -29,7 +30,16 @@ def progress_bar(*, transient: bool):
         TimeRemainingColumn(),
         TextColumn("{task.fields[status]}"),
         transient=transient,
+        console=console,
     )
+
+
+def epoch_text(epoch: int, total_epochs: int, budget_minutes: float | None) -> str:
+    """`epoch 3/20`; under a minute budget the epoch limit is rarely what ends the run, so the budget is
+    named instead: `epoch 3 · 1.5 min budget`."""
+    if budget_minutes is None:
+        return f"epoch {epoch}/{total_epochs}"
+    return f"epoch {epoch} · {budget_minutes:g} min budget"
 
 
 class ConsoleProgress:
@@ -39,8 +49,16 @@ class ConsoleProgress:
     starting its own display, so a sweep shows its overall bar and the current run's bar together.
     """
 
-    def __init__(self, total_epochs: int, steps: int, shared: Any = None, prefix: str = ""):
+    def __init__(
+        self,
+        total_epochs: int,
+        steps: int,
+        shared: Any = None,
+        prefix: str = "",
+        budget_minutes: float | None = None,
+    ):
         self.total_epochs, self.steps, self.prefix = total_epochs, steps, prefix
+        self.budget_minutes = budget_minutes
         self.owned = shared is None
         self.bar = progress_bar(transient=True) if shared is None else shared
         self.task = None
@@ -66,7 +84,7 @@ class ConsoleProgress:
             )
         if self.task is not None:
             self.bar.remove_task(self.task)
-        description = f"{self.prefix}epoch {epoch}/{self.total_epochs}"
+        description = f"{self.prefix}{epoch_text(epoch, self.total_epochs, self.budget_minutes)}"
         self.task = self.bar.add_task(description, total=self.steps, status=status)
 
     def advance(self) -> None:

@@ -146,7 +146,8 @@ def _train_recorded(
             registry.hook.harness_run_start(run=info)
             steps = steps_per_epoch(len(prep.train_images), cfg.train.batch_size, world)
             view = ConsoleProgress if progress is True else progress  # a sweep passes its own bar factory
-            with view(cfg.train.epochs, steps) if view else nullcontext() as bar:
+            bars = {"budget_minutes": cfg.train.max_minutes}
+            with view(cfg.train.epochs, steps, **bars) if view else nullcontext() as bar:
                 run_loop(resolved, prep, info, store, registry, state, budget, bar, resume and resume.last)
         status = "finished" if state.best_metrics is not None else "failed"
         error = None if state.best_metrics is not None else "no epoch produced a validation score"

@@ -99,9 +99,8 @@ def test_markdown_columns_and_numbers() -> None:
     assert header == [
         "#",
         "run",
-        "arch",
-        "loss",
-        "balancer",
+        "label",
+        "data",
         "mIoU",
         "soil",
         "bedrock",
@@ -117,9 +116,8 @@ def test_markdown_columns_and_numbers() -> None:
     assert first == [
         "1",
         "high-an2dl-low-fg",
-        "deeplab",
-        "ce",
-        "none",
+        "deeplab · ce · none",  # no registry nor run defaults given: every plugin by name
+        "–",
         "0.800",
         "0.700",
         "0.600",
@@ -136,9 +134,9 @@ def test_markdown_columns_and_numbers() -> None:
 def test_none_renders_as_dash() -> None:
     rows = leaderboard_rows([run("failed", None, None, status="failed", params=None, wall_time=None)])
     cells = [c.strip() for c in render(rows, "markdown", CLASSES).splitlines()[2].strip("|").split("|")]
-    assert cells[5:10] == ["–"] * 5
-    assert cells[10] == "–"
-    assert cells[12] == "–"
+    assert cells[4] == "–" and cells[5:7] == ["failed", ""]  # a run that did not finish shows its status
+    assert cells[7:12] == ["–"] * 5
+    assert cells[13] == "–"
 
 
 def test_markdown_escapes_pipes() -> None:
@@ -271,7 +269,7 @@ def test_group_json_rows_carry_mean_std_n() -> None:
 def test_group_markdown_shows_plus_minus_and_n() -> None:
     text = render(group_rows(leaderboard_rows(GROUPED)), "markdown", CLASSES)
     header = text.splitlines()[0]
-    assert "| config | n |" in header and "run" not in header.split("|")[2]
+    assert header.startswith("| # | config | label | data | mIoU | n |") and "| run |" not in header
     assert "0.600 ± 0.100" in text
 
 

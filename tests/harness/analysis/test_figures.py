@@ -60,8 +60,33 @@ def test_learning_curves_plot_train_and_validation_per_run(drawn):
     assert len(loss_ax.lines) == 4 and len(miou_ax.lines) == 2  # train + validation loss per run
     assert list(miou_ax.lines[0].get_ydata()) == [0.3, 0.5]  # fg reads val_miou_fg
     assert math.isnan(loss_ax.lines[1].get_ydata()[1])  # a missing value is a gap, not a crash
-    assert _ticks(miou_ax.get_legend().get_texts()) == ["#1 aaa", "#2 bbb"]
+    assert _ticks(drawn[-1].legends[0].get_texts()) == [
+        "#1 aaa",
+        "#2 bbb",
+    ]  # outside the axes: covers no curve
+    assert miou_ax.get_legend() is None and loss_ax.get_legend() is None
     assert "fg" in miou_ax.get_title()
+
+
+def test_losses_of_different_kinds_are_drawn_relative_to_their_first_epoch(drawn):
+    rows = [
+        {**row, "loss": loss, "legend": f"#{row['rank']} {loss}"}
+        for row, loss in zip(_rows(), ("ce", "dice"), strict=True)
+    ]
+    history = [
+        {"epoch": 1, "train_loss": 4.0, "val_loss": 2.0},
+        {"epoch": 2, "train_loss": 2.0, "val_loss": 1.0},
+    ]
+    learning_curves(rows, {"aaa": history, "bbb": history}, "an2dl")
+    loss_ax = drawn[-1].axes[0]
+    assert list(loss_ax.lines[0].get_ydata()) == [1.0, 0.5] and list(loss_ax.lines[1].get_ydata()) == [
+        0.5,
+        0.25,
+    ]
+    assert "first train loss" in loss_ax.get_title()
+    assert _ticks(drawn[-1].legends[0].get_texts()) == ["#1 ce", "#2 dice"]  # the rows' own legend text
+    learning_curves([{**row, "loss": "ce"} for row in rows], {"aaa": history}, "an2dl")
+    assert list(drawn[-1].axes[0].lines[0].get_ydata()) == [4.0, 2.0]  # one kind of loss: as it is
 
 
 def test_every_metric_has_a_history_key():

@@ -53,7 +53,7 @@ def test_report_writes_the_figures_and_one_self_contained_page(two_runs, tmp_pat
     assert code == 0, stderr
     expected = [out / FILES[k] for k in ("curves", "iou", "confusion", "overlays", "index")]
     assert stdout.split() == [str(p) for p in expected]
-    assert stderr.count("wrote ") == 5
+    assert "wrote " not in stderr  # the file list is printed once, on stdout
     for png in expected[:-1]:
         assert png.read_bytes().startswith(PNG_MAGIC)
     page = expected[-1].read_text()
@@ -165,3 +165,31 @@ def test_every_row_links_to_its_own_resolved_config(two_runs, tmp_path, capsys, 
     for text, config in linked:
         assert config == by_cell[text]["config"]
     assert {config["loss"]["name"] for _, config in linked} == {"ce", "dice"}
+
+
+@pytest.mark.parametrize("by", ["config", "arch", "run"])
+def test_the_html_figures_draw_the_tables_rows_with_its_labels(two_runs, capsys, monkeypatch, by):
+    import harness.analysis.report as report_module
+
+    drawn: list[list[str]] = []
+    for name in ("learning_curves", "class_iou_bars"):
+        real = getattr(report_module, name)
+
+        def spy(rows, *args, real=real):
+            drawn.append([row["legend"] for row in rows])
+            return real(rows, *args)
+
+        monkeypatch.setattr(report_module, name, spy)
+    code = main(["leaderboard", "--store", str(two_runs), "--format", "html", "--by", by])
+    page, stderr = capsys.readouterr()
+    assert code == 0, stderr
+    headers = re.findall(r"<th>([^<]*)</th>", page)
+    body = page.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    table = [
+        [html.unescape(re.sub(r"<[^>]+>", "", c)) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+        for row in body.strip().split("\n")
+    ]
+    labels = [f"#{row[headers.index('#')]} {row[headers.index('label')]}" for row in table]
+    assert drawn == [labels, labels]  # curves and bars: the table's rows, in its order, by its labels
+    assert len(labels) == (1 if by == "arch" else 2)  # --by arch: one unet row, its best variant
+    assert by == "arch" or any("· dice" in label for label in labels)  # the variant is named

@@ -171,3 +171,11 @@ def test_version_from_the_command_line():
     name, number = done.stdout.split()
     assert name == "harness" and number.split(".")[0].isdigit()
     assert number == harness.__version__  # pyproject.toml reads its version from harness.__version__
+
+
+@pytest.mark.parametrize("argv", [["leaderboard", "--by", "nope"], ["nope"], ["evaluate"]])
+def test_a_parser_error_says_harness_once(capsys, argv):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("harness: error: ") and err.count("harness:") == 1, err
+    assert err.endswith("--help)")

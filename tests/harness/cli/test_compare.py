@@ -81,7 +81,8 @@ def test_the_table_shows_both_sides_the_interval_and_says_which_is_better(store,
     assert code == 0 and err == ""
     lines = [" ".join(line.replace("│", " ").split()) for line in out.splitlines()]
     assert "paired bootstrap of mIoU (an2dl): B − A" in lines
-    assert {"A run run-a", "B run run-b", "pairs 1 (seed 0)", "resamples 300 (seed 4)"} <= set(lines)
+    assert {"pairs 1 (seed 0)", "resamples 300 (seed 4)"} <= set(lines)
+    assert {"A unet on synthetic (run run-a)", "B unet on synthetic (run run-b)"} <= set(lines)
     assert "validation images 120 (resampled within each pair)" in lines
     (difference,) = [line for line in lines if line.startswith("B − A ")]
     assert difference.split()[-1].startswith("+")
@@ -96,6 +97,19 @@ def test_the_table_shows_both_sides_the_interval_and_says_which_is_better(store,
     )
 
 
+def test_both_sides_are_named_by_their_variant_label_and_data(store, store_path, capsys):
+    variant = {"arch": {"name": "unet", "params": {"bottleneck": "se"}}, "data": {"source": "synthetic"}}
+    add_run(store, "run-a", per_image(0.70, seed=1))
+    add_run(store, "run-b", per_image(0.80, seed=2), config_hash="cfg-b", config=variant)
+    code, out, err = compare_cli(capsys, store_path, "run-a", "run-b", "--resamples", "50")
+    assert code == 0, err
+    lines = [" ".join(line.replace("│", " ").split()) for line in out.splitlines()]
+    assert "B unet[bottleneck=se] on synthetic (run run-b)" in lines
+    code, out, _ = compare_cli(capsys, store_path, "run-a", "run-b", "--resamples", "50", "--format", "json")
+    data = json.loads(out)
+    assert (data["a_label"], data["b_label"], data["b_data"]) == ("unet", "unet[bottleneck=se]", "synthetic")
+
+
 def test_config_groups_pair_by_seed_in_the_table(store, store_path, capsys):
     for seed in (0, 1):
         add_run(store, f"a-{seed}", per_image(0.7, seed=seed), seed=seed, config_hash="aaaa1111")
@@ -103,7 +117,8 @@ def test_config_groups_pair_by_seed_in_the_table(store, store_path, capsys):
     code, out, _ = compare_cli(capsys, store_path, "aaaa", "bbbb", "--resamples", "200")
     lines = [" ".join(line.replace("│", " ").split()) for line in out.splitlines()]
     assert code == 0
-    assert {"A config aaaa1111", "B config bbbb2222", "pairs 2 (seeds 0, 1)"} <= set(lines)
+    assert {"A unet on synthetic (config aaaa1111)", "B unet on synthetic (config bbbb2222)"} <= set(lines)
+    assert "pairs 2 (seeds 0, 1)" in lines
 
 
 def test_bad_flags_are_one_line_before_the_store_is_read(capsys, tmp_path):

@@ -10,6 +10,7 @@ import pytest
 
 from harness import api
 from harness.cli.app import build_parser, main
+from harness.data.synthetic import synthetic
 
 CLASSES = ["background", "soil", "bedrock", "sand", "big rock"]
 
@@ -42,8 +43,7 @@ def test_the_flags_and_their_defaults(capsys):
     assert main(["evaluate", "abc"]) == 2
     err = capsys.readouterr().err
     assert err.strip() == (
-        "harness: error: harness evaluate: the following arguments are required: --data "
-        "(see harness evaluate --help)"
+        "harness: error: the following arguments are required: --data (see harness evaluate --help)"
     )
 
 
@@ -86,8 +86,9 @@ def test_the_table_has_a_row_per_metric_and_class(capsys, trained, labelled):
 def test_each_row_shows_its_own_number_with_four_decimals(capsys, monkeypatch):
     seen = {}
 
-    def fake_evaluate(run_id, data, *, store, device, plugins):
+    def fake_evaluate(run_id, data, *, store, device, plugins, include_training, limit, on_start, on_batch):
         seen.update(run_id=run_id, data=data, store=store, device=device)
+        assert (include_training, limit, on_start, on_batch) == (False, None, None, None)  # no bar on a pipe
         iou = {"background": None, "soil": 0.123456, "sand": float("nan")}
         return {
             "run_id": "r1",
@@ -97,6 +98,7 @@ def test_each_row_shows_its_own_number_with_four_decimals(capsys, monkeypatch):
             "miou_fg": 0.25,
             "pixel_accuracy": 0.75,
             "iou": iou,
+            "scored": "all 9 images (not the data this run trained on)",
         }
 
     monkeypatch.setattr(api, "evaluate", fake_evaluate)
@@ -104,6 +106,7 @@ def test_each_row_shows_its_own_number_with_four_decimals(capsys, monkeypatch):
     assert seen == {"run_id": "r1", "data": "d.npz", "store": "s.sqlite", "device": "cpu"}
     out = capsys.readouterr().out
     rows = [" ".join(line.replace("│", " ").split()) for line in out.splitlines() if line.startswith("│")]
+    assert out.splitlines()[-1] == "scored: all 9 images (not the data this run trained on)"
     assert rows == [
         "mIoU (an2dl) 0.5000",
         "mIoU (fg) 0.2500",
@@ -112,3 +115,25 @@ def test_each_row_shows_its_own_number_with_four_decimals(capsys, monkeypatch):
         "IoU soil 0.1235",
         "IoU sand –",  # NaN (no pixels of the class) shows as – too
     ]
+
+
+def test_on_the_runs_own_data_its_training_images_are_left_out(trained):
+    # The trained fixture is TINY_CONFIG: synthetic n=24, split with val_fraction 0.2 (5 validation images).
+    own = synthetic(n=24, test_n=3)
+    scored = api.evaluate(trained.run_id, own, store=trained.store, device="cpu")
+    assert (scored["images"], scored["trained_on"]) == (5, 19)
+    assert scored["scored"].startswith("5 of 24 images: the 19 this run trained on are left out")
+    every = api.evaluate(trained.run_id, own, store=trained.store, device="cpu", include_training=True)
+    assert every["images"] == 24 and "including the 19 this run trained on (--all)" in every["scored"]
+    other = api.evaluate(trained.run_id, synthetic(n=24, test_n=3, seed=5), store=trained.store, device="cpu")
+    assert (other["images"], other["trained_on"]) == (24, 0)  # other content: nothing was trained on
+
+
+def test_the_cli_says_which_images_it_scored_and_takes_a_limit(capsys, trained, labelled):
+    code, out, err = evaluate_cli(capsys, trained, "--data", str(labelled), "--limit", "3", "--device", "cpu")
+    assert code == 0, err
+    assert "(3 images)" in out
+    scored = "scored: all 4 images (not the data this run trained on); the first 3 of them (--limit)"
+    assert out.splitlines()[-1] == scored
+    code, _, err = evaluate_cli(capsys, trained, "--data", str(labelled), "--limit", "0")
+    assert code == 2 and err.strip() == "harness: error: --limit must be at least 1, got 0"

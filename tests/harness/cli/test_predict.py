@@ -39,8 +39,7 @@ def test_the_flags_and_their_defaults(capsys):
         assert main(["predict", "abc", *argv]) == 2
         err = capsys.readouterr().err
         assert err.strip().splitlines() == [
-            f"harness: error: harness predict: the following arguments are required: {missing} "
-            "(see harness predict --help)"
+            f"harness: error: the following arguments are required: {missing} (see harness predict --help)"
         ]
 
 

@@ -34,27 +34,28 @@ def test_the_flags_and_their_defaults(capsys):
     assert "the following arguments are required: --out" in capsys.readouterr().err
 
 
-def test_the_flags_reach_the_builder_and_its_lines_go_to_stderr(capsys, monkeypatch, tmp_path):
+def test_the_flags_reach_the_builder_and_the_file_list_is_printed_once(capsys, monkeypatch, tmp_path):
     seen = {}
 
     def build(out, **options):
         seen.update(out=out, **options)
-        options["say"]("wrote [b]a.png[/b]")  # printed as is, not as rich markup
         return [Path("a.png"), Path("index.html")]
 
     monkeypatch.setattr(analysis_report, "build_report", build)
     argv = ["--top", "2", "--metric", "fg", "--arch", "unet", "--loss", "ce", "--balancer", "none"]
-    code, stdout, stderr = report(capsys, tmp_path / "s.sqlite", tmp_path / "out", *argv)
+    code, stdout, stderr = report(capsys, tmp_path / "s.sqlite", tmp_path / "out", *argv, "--data", "x.npz")
     assert code == 0
-    assert stdout == "a.png\nindex.html\n" and stderr == "wrote [b]a.png[/b]\n"
+    assert stdout == "a.png\nindex.html\n" and stderr == ""  # once, on stdout (not again on stderr)
     assert seen["out"] == str(tmp_path / "out") and seen["store"] == str(tmp_path / "s.sqlite")
-    assert (seen["top"], seen["metric"], seen["arch"], seen["loss"], seen["balancer"]) == (
+    assert (seen["top"], seen["metric"], seen["arch"], seen["loss"], seen["balancer"], seen["data"]) == (
         2,
         "fg",
         "unet",
         "ce",
         "none",
+        "x.npz",
     )
+    assert "say" not in seen
     assert seen["show_progress"] is False and isinstance(seen["plugins"], Registry)
     main(["report", "--out", str(tmp_path / "out"), "--store", str(tmp_path / "s.sqlite")])
     assert seen["show_progress"] is True and seen["top"] == 5 and seen["arch"] is None
@@ -68,9 +69,7 @@ def test_lists_every_file_it_wrote_on_stdout(capsys, trained, tmp_path):
     assert written and written[-1] == out / "index.html"
     assert all(path.parent == out and path.is_file() for path in written)
     assert sorted(written) == sorted(out.iterdir())  # every file it wrote, and only those
-    assert [line for line in stderr.splitlines() if line.startswith("wrote ")] == [
-        f"wrote {p}" for p in written
-    ]
+    assert "wrote " not in stderr and stdout.count("index.html") == 1
 
 
 def test_no_finished_runs_is_one_line_and_writes_nothing(tmp_path, capsys):

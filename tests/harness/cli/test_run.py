@@ -38,7 +38,7 @@ def test_run_leaderboard_predict_evaluate(capsys, store_path, tmp_path):
     assert group["run_ids"] == [run_id] and group["n"] == 1 and group["miou_mean"] == row["miou"]
 
     code, out, _ = run_cli(capsys, "leaderboard", "--format", "markdown", *store)
-    assert code == 0 and "| unet |" in out.replace("  ", " ")
+    assert code == 0 and "| unet[depth=2, width=4] |" in out.replace("  ", " ")
 
     data = tmp_path / "mars.npz"
     rng = np.random.default_rng(0)

@@ -8,7 +8,7 @@ import io
 from rich.console import Console
 
 from harness.training.loop import LoopState
-from harness.training.progress import ConsoleProgress, progress_bar
+from harness.training.progress import ConsoleProgress, epoch_text, progress_bar
 
 VALUES = {
     "epoch": 3,
@@ -86,3 +86,12 @@ def test_without_a_shared_bar_the_view_owns_and_stops_its_own():
         view.start_epoch(1, LoopState())
     assert not view.bar.live.is_started
     assert len(view.bar.tasks) == 1  # an owned bar is stopped, not emptied task by task
+
+
+def test_under_a_minute_budget_the_bar_names_the_budget_not_the_epoch_limit():
+    assert epoch_text(3, 200, None) == "epoch 3/200"
+    assert epoch_text(3, 200, 1.5) == "epoch 3 · 1.5 min budget"
+    bar = progress_bar(transient=False)
+    view = ConsoleProgress(total_epochs=200, steps=2, shared=bar, budget_minutes=1.5)
+    view.start_epoch(1, LoopState())
+    assert bar.tasks[-1].description == "epoch 1 · 1.5 min budget"

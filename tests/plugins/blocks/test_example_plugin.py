@@ -48,7 +48,14 @@ def test_check_plugin_passes_the_block(capsys):
     code = main(["check-plugin", "ghost", "--format", "json"])
     rows = json.loads(capsys.readouterr().out)
     assert code == 0
-    assert {row["check"] for row in rows} == {"shapes", "gradients", "norms", "params", "stage"}
+    assert {row["check"] for row in rows} == {
+        "shapes",
+        "gradients",
+        "norms",
+        "params",
+        "stage",
+        "sampled params",
+    }
     assert all(row["passed"] and row["kind"] == "block" for row in rows)
 
 

@@ -1,0 +1,81 @@
+"""Which images `harness evaluate` scores: a run knows its split, so on its own data it leaves out the
+images it trained on (unless asked to include them), and it says which ones it scored.
+
+A run's own data is recognised by content, not by name: the rows the run held (after its `data.clean`
+and `data.limit`) must hash to the run's recorded `dataset_id`. Its split is then the very one training
+made (`harness.data.splits.split` with the run's seed and `val_fraction`); images the run never held
+(beyond its limit, or cleaned away) were never trained on, so they are scored too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.data.dataset import SegmentationData, content_id
+from harness.data.inspect import inspect as inspect_data
+from harness.data.splits import split
+from harness.errors import HarnessError
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The rows of a dataset to score, and one line saying which they are."""
+
+    rows: np.ndarray
+    note: str
+    trained_on: int  # how many of the dataset's images the run trained on (0: not its data)
+    included_training: bool
+
+
+def run_rows(
+    data: SegmentationData, dataset_id: str | None, clean: str, limit: int | None
+) -> np.ndarray | None:
+    """The dataset rows the run held, in its order, or None when `data` is not the run's data."""
+    if not dataset_id:
+        return None
+    rows = np.arange(len(data))
+    if clean == "outliers":
+        outliers = set(int(i) for i in inspect_data(data)["outliers"])
+        rows = np.array([i for i in rows if i not in outliers], dtype=np.int64)
+    if limit is not None:
+        rows = rows[:limit]
+    if len(rows) == 0:
+        return None
+    held = content_id(data.images[rows].numpy(), data.masks[rows].numpy())
+    return rows if held == dataset_id else None
+
+
+def select(
+    data: SegmentationData, record: dict, cfg, *, include_training: bool = False, limit: int | None = None
+) -> Selection:
+    """The rows `evaluate` scores: by default all but the run's training images; `include_training`: all;
+    `limit`: at most that many of them (the first ones)."""
+    if limit is not None and limit < 1:
+        raise HarnessError(f"--limit must be at least 1, got {limit}")
+    held = run_rows(data, record.get("dataset_id"), cfg.data.clean, cfg.data.limit)
+    total = len(data)
+    if held is None:
+        rows, trained, note = np.arange(total), 0, f"all {total} images (not the data this run trained on)"
+    else:
+        train_idx, _ = split(data.masks[held], cfg.data.val_fraction, cfg.seed, data.num_classes)
+        training = held[train_idx.numpy()]
+        trained = len(training)
+        if include_training:
+            rows = np.arange(total)
+            note = f"all {total} images, including the {trained} this run trained on (--all)"
+        else:
+            rows = np.setdiff1d(np.arange(total), training)
+            note = (
+                f"{len(rows)} of {total} images: the {trained} this run trained on are left out "
+                "(its validation split and any it never held; --all scores every image)"
+            )
+    if not len(rows):
+        raise HarnessError(
+            f"{data.source}: no images left to score (the run trained on all of them); pass --all"
+        )
+    if limit is not None and limit < len(rows):
+        rows = rows[:limit]
+        note += f"; the first {limit} of them (--limit)"
+    return Selection(rows=rows, note=note, trained_on=trained, included_training=include_training)
