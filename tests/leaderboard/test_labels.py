@@ -71,8 +71,8 @@ def test_losses_and_balancers_are_named_when_they_are_not_the_run_defaults(label
 
 def test_two_runs_differing_only_in_the_bottleneck_label_differently(labeller):
     one = labeller.variant(config(arch=("unet", {"bottleneck": "se"}))).label
-    other = labeller.variant(config(arch=("unet", {"bottleneck": "gc"}))).label
-    assert one != other and (one, other) == ("unet[bottleneck=se]", "unet[bottleneck=gc]")
+    other = labeller.variant(config(arch=("unet", {"bottleneck": "aspp"}))).label
+    assert one != other and (one, other) == ("unet[bottleneck=se]", "unet[bottleneck=aspp]")
 
 
 def test_an_unknown_plugin_or_no_registry_labels_by_name():

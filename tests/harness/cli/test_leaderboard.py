@@ -49,7 +49,7 @@ def variants(store_path):
     """Two runs differing only in their bottleneck, a failed one, and a run on other data."""
     with RunStore(store_path) as store:
         add_run(store, "run-se", None, config_hash="a" * 16, config=stored_unet(bottleneck="se"))
-        add_run(store, "run-gc", None, config_hash="b" * 16, config=stored_unet(bottleneck="gc"))
+        add_run(store, "run-aspp", None, config_hash="b" * 16, config=stored_unet(bottleneck="aspp"))
         add_run(store, "run-bad", None, config_hash="c" * 16, config=stored_unet(depth=2), status="failed")
         store.finish_run("run-bad", status="failed", error="ValueError: bad batch\nTraceback ...")
         mars = {**stored_unet(), "data": {"source": "/data/ai4mars-an2dl.npz"}}
@@ -66,10 +66,10 @@ def test_runs_differing_only_in_the_bottleneck_get_different_labels_in_every_for
         capsys, "leaderboard", "--store", str(variants), "--format", fmt, "--data", "synthetic"
     )
     assert code == 0, err
-    assert "unet[bottleneck=se]" in out and "unet[bottleneck=gc]" in out
+    assert "unet[bottleneck=se]" in out and "unet[bottleneck=aspp]" in out
     if fmt == "json":
         rows = json.loads(out)
-        assert [row["arch_params"] for row in rows] == [{"bottleneck": "se"}, {"bottleneck": "gc"}]
+        assert [row["arch_params"] for row in rows] == [{"bottleneck": "se"}, {"bottleneck": "aspp"}]
         assert all(row["loss_params"] == {} and row["balancer_params"] == {} for row in rows)
     if fmt == "csv":
         header = out.splitlines()[0].split(",")
