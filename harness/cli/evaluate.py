@@ -1,4 +1,5 @@
-"""`harness evaluate`: score a run's best checkpoint on the training_set of a labelled dataset."""
+"""`harness evaluate`: score a run's best checkpoint (or an ensemble of runs, with optional test-time
+augmentation) on the training_set of a labelled dataset, or on a folder of images and their masks."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ import argparse
 from rich.table import Table
 
 from harness import api
-from harness.cli.options import add_common, error_console, fmt, load_registry, print_json, wide_console
+from harness.cli.options import (
+    add_common,
+    add_ensemble_options,
+    error_console,
+    fmt,
+    load_registry,
+    print_json,
+    wide_console,
+)
 
 
 def add_parser(sub) -> None:
@@ -17,19 +26,33 @@ def add_parser(sub) -> None:
         description="Score a run on the training_set of a labelled npz.",
     )
     add_common(p)
-    p.add_argument("run_id", help="run id (a unique prefix is enough)")
-    p.add_argument("--data", required=True, help="labelled AN2DL .npz or dataset name")
+    add_ensemble_options(p)
+    p.add_argument(
+        "--data", required=True, help="labelled AN2DL .npz, dataset name, or a folder or glob of images"
+    )
+    p.add_argument(
+        "--masks", metavar="MASKS_DIR", help="with a folder of images: their PNG masks, same names"
+    )
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--device", default="auto")
 
 
 def run(args: argparse.Namespace) -> int:
     registry = load_registry(args, error_console())
-    result = api.evaluate(args.run_id, args.data, store=args.store, device=args.device, plugins=registry)
+    result = api.evaluate(
+        args.run_id, args.data, store=args.store, device=args.device, plugins=registry,
+        tta=args.tta, weights=args.weights, masks=args.masks,
+    )  # fmt: skip
     if args.format == "json":
         print_json(result)
         return 0
-    table = Table(title=f"run {result['run_id']} on {result['data']} ({result['images']} images)")
+    if result.get("tta"):
+        print(result["tta"])  # which transforms ran
+    who = f"run {result['run_id']}"
+    if "runs" in result:
+        print(f"ensemble of {len(result['runs'])} runs: {', '.join(result['runs'])}")
+        who = f"ensemble of {len(result['runs'])} runs"
+    table = Table(title=f"{who} on {result['data']} ({result['images']} images)")
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_row("mIoU (an2dl)", fmt(result["miou_an2dl"]))

@@ -25,6 +25,7 @@ from harness.config import Resolved
 from harness.inference.device import eval_batch_size
 from harness.inference.metrics import metrics_from_confusion
 from harness.inference.scoring import autocast_for, forward_logits, predict_masks, score
+from harness.inference.tta import with_tta
 from harness.specs import RunInfo
 from harness.store import RunStore
 from harness.training.checkpoints import (
@@ -316,7 +317,7 @@ def validate(resolved: Resolved, prep: Prepared, net: nn.Module):
     part = slice(0, count) if world.size == 1 else world.shard(count)
     world.broadcast_buffers(prep.model)
     metrics, val_loss, per_image = score(
-        net,
+        with_tta(net, cfg.train.val_tta),
         prep.val_images[part],
         prep.val_masks[part],
         norm=prep.norm,
