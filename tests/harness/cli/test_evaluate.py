@@ -32,11 +32,13 @@ def evaluate_cli(capsys, trained, *argv):
 
 def test_the_flags_and_their_defaults(capsys):
     args = build_parser().parse_args(["evaluate", "abc", "--data", "x.npz"])
-    assert (args.run_id, args.data, args.format, args.device, args.store) == (
-        "abc",
+    assert (args.run_id, args.data, args.format, args.device, args.store, args.tta, args.masks) == (
+        ["abc"],
         "x.npz",
         "table",
         "auto",
+        None,
+        "none",
         None,
     )
     assert main(["evaluate", "abc"]) == 2
@@ -86,7 +88,7 @@ def test_the_table_has_a_row_per_metric_and_class(capsys, trained, labelled):
 def test_each_row_shows_its_own_number_with_four_decimals(capsys, monkeypatch):
     seen = {}
 
-    def fake_evaluate(run_id, data, *, store, device, plugins):
+    def fake_evaluate(run_id, data, *, store, device, plugins, tta, weights, masks):
         seen.update(run_id=run_id, data=data, store=store, device=device)
         iou = {"background": None, "soil": 0.123456, "sand": float("nan")}
         return {
@@ -101,7 +103,7 @@ def test_each_row_shows_its_own_number_with_four_decimals(capsys, monkeypatch):
 
     monkeypatch.setattr(api, "evaluate", fake_evaluate)
     assert main(["evaluate", "r1", "--data", "d.npz", "--store", "s.sqlite", "--device", "cpu"]) == 0
-    assert seen == {"run_id": "r1", "data": "d.npz", "store": "s.sqlite", "device": "cpu"}
+    assert seen == {"run_id": ["r1"], "data": "d.npz", "store": "s.sqlite", "device": "cpu"}
     out = capsys.readouterr().out
     rows = [" ".join(line.replace("│", " ").split()) for line in out.splitlines() if line.startswith("│")]
     assert rows == [

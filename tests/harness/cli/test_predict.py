@@ -28,11 +28,13 @@ def data(tmp_path_factory):
 
 def test_the_flags_and_their_defaults(capsys):
     args = build_parser().parse_args(["predict", "abc", "--data", "x.npz", "--out", "s.csv"])
-    assert (args.run_id, args.data, args.out, args.device, args.store) == (
-        "abc",
+    assert (args.run_id, args.data, args.out, args.device, args.store, args.tta, args.weights) == (
+        ["abc"],
         "x.npz",
         "s.csv",
         "auto",
+        None,
+        "none",
         None,
     )
     for argv, missing in ((["--data", "x.npz"], "--out"), (["--out", "s.csv"], "--data")):
