@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from skimage import io
 
 from harness import api
 from harness.cli.app import build_parser, main
@@ -114,3 +115,40 @@ def test_each_row_shows_its_own_number_with_four_decimals(capsys, monkeypatch):
         "IoU soil 0.1235",
         "IoU sand –",  # NaN (no pixels of the class) shows as – too
     ]
+
+
+def test_a_folder_of_images_with_its_masks_scores_as_the_npz_does(capsys, trained, labelled, tmp_path):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    with np.load(labelled) as archive:
+        train = archive["training_set"]
+    for i, (image, mask) in enumerate(train):
+        io.imsave(images / f"frame{i}.png", image, check_contrast=False)
+        io.imsave(masks / f"frame{i}.png", mask, check_contrast=False)
+    argv = ["--data", str(images), "--masks", str(masks), "--format", "json", "--device", "cpu"]
+    code, out, err = evaluate_cli(capsys, trained, *argv)
+    assert code == 0, err
+    from_folder = json.loads(out)
+    from_npz = api.evaluate(trained.run_id, str(labelled), store=trained.store, device="cpu")
+    assert from_folder["images"] == 4 and from_folder["iou"] == json.loads(json.dumps(from_npz["iou"]))
+    (masks / "frame3.png").unlink()
+    code, _, err = evaluate_cli(capsys, trained, *argv)
+    assert code == 2 and f"{masks}: no mask for image frame3.png" in err
+    code, _, err = evaluate_cli(capsys, trained, "--data", str(images))
+    assert code == 2 and "needs --masks MASKS_DIR" in err
+
+
+def test_tta_and_an_ensemble_say_what_ran(capsys, trained, labelled):
+    argv = ["--data", str(labelled), "--device", "cpu", "--tta", "flips", "--weights", "1"]
+    code, out, err = evaluate_cli(capsys, trained, *argv)
+    assert code == 0, err
+    assert out.splitlines()[:2] == [
+        "tta flips on 64x128: identity, hflip, vflip, rot180",
+        f"ensemble of 1 runs: {trained.run_id}",
+    ]
+    scored = api.evaluate(trained.run_id, str(labelled), store=trained.store, device="cpu", tta="flips")
+    plain = api.evaluate(trained.run_id, str(labelled), store=trained.store, device="cpu")
+    assert scored["tta"] == "tta flips on 64x128: identity, hflip, vflip, rot180" and "tta" not in plain
+    code, _, err = evaluate_cli(capsys, trained, "--data", str(labelled), "--weights", "1,x")
+    assert code == 2 and "'1,x' is not a comma-separated list of numbers" in err
