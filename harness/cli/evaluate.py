@@ -23,7 +23,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "evaluate",
         help="score a run on labelled data",
-        description="Score a run on the training_set of a labelled npz.",
+        description="Score a run (or the ensemble of several) on the training_set of a labelled npz, or on a "
+        "folder of images against --masks.",
     )
     add_common(p)
     add_ensemble_options(p)
