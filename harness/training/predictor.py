@@ -41,8 +41,8 @@ def expand(names: list[str], run_store: RunStore) -> list[dict[str, Any]]:
                 for r in reversed(run_store.list_runs(status="finished"))
                 if name and r["config_hash"].startswith(name)
             ]
-            if not found:
-                raise RunNotFound(f"{missing} (nor the hash of a configuration with finished runs)") from None
+            if not found:  # the store's own message, with its did-you-mean for run ids
+                raise missing from None
         records.update((r["run_id"], r) for r in found)
     return list(records.values())
 

@@ -35,7 +35,7 @@ def test_names_expand_to_runs_and_a_configuration_to_its_finished_runs(tmp_path)
         assert ids(["r-t"]) == ["r-two"]  # a unique run id prefix
         assert sorted(ids(["abc"])) == ["r-one", "r-two"]  # a config hash prefix: its finished runs
         assert sorted(ids(["abc", "r-one", "x-other"])) == ["r-one", "r-two", "x-other"]  # each run once
-        with pytest.raises(RunNotFound, match="nor the hash of a configuration"):
+        with pytest.raises(RunNotFound, match="unknown run 'zzz'"):
             expand(["zzz"], store)
 
 
