@@ -74,15 +74,15 @@ def _read(path: Path) -> np.ndarray:
 def to_gray(image: np.ndarray, path: Path) -> tuple[np.ndarray, bool]:
     """(H,W) uint8 from a gray, RGB or RGBA image of uint8, uint16, bool or float in [0,1]; and whether it
     was colour."""
-    colour = image.ndim == 3 and image.shape[-1] in (3, 4)
+    kind, colour = image.dtype, image.ndim == 3 and image.shape[-1] in (3, 4)
     if colour:
         rgb = image[..., :3].astype(np.float64)
         image = rgb @ np.array([0.2125, 0.7154, 0.0721])  # skimage.color.rgb2gray's weights
     elif image.ndim != 2:
         raise DataError(f"{path}: image of shape {image.shape}; expected (H,W) gray or (H,W,3) colour")
-    if np.issubdtype(image.dtype, np.floating) and image.max(initial=0) <= 1.0 and not colour:
+    if np.issubdtype(kind, np.floating) and image.max(initial=0) <= 1.0:
         image = image * 255.0
-    elif image.dtype == np.uint16 or (colour and image.max(initial=0) > 255):
+    elif kind == np.uint16:
         image = image / 257.0
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), colour
 

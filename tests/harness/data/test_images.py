@@ -55,6 +55,10 @@ def test_colour_becomes_luminance():
     rgb[..., 0] = 255
     gray, colour = to_gray(rgb, "x.png")
     assert colour and np.all(gray == round(0.2125 * 255))
+    assert np.array_equal(to_gray(rgb.astype(np.uint16) * 257, "x.tif")[0], gray)  # 16-bit colour
+    assert np.array_equal(to_gray(rgb / 255.0, "x.tif")[0], gray)  # float colour in [0, 1]
+    assert not to_gray(np.full((2, 2), 65535, dtype=np.uint16), "x.tif")[1]
+    assert np.all(to_gray(np.full((2, 2), 65535, dtype=np.uint16), "x.tif")[0] == 255)
 
 
 def test_an_unreadable_file_is_refused_naming_it(folder):
