@@ -158,6 +158,11 @@ class TrainConfig(Strict):
         "by the end of the run: the epoch limit or --max-minutes, whichever comes first.",
     )
     onecycle_pct: float = Field(0.25, gt=0, lt=1, description="onecycle: share of the run spent warming up.")
+    val_tta: Literal["none", "flips", "d4"] = Field(
+        "none",
+        description="Test-time augmentation for validation (and so for the best epoch and early stopping): "
+        "flips or d4 (90° turns on square frames only), softmax probabilities averaged; none by default.",
+    )
     early_stop_patience: int = Field(8, ge=1, description="Epochs without mIoU gain before stopping.")
     deep_supervision_weights: list[float] | None = Field(
         None, description="Loss weight per deep-supervision output, coarse to final (None: equal)."
@@ -283,7 +288,7 @@ def build_config(
         raise ConfigError(describe_validation_error(exc, "bad config")) from None
 
 
-_LATER_TRAIN_SETTINGS = {"sync_bn": False, "schedule": "plateau", "onecycle_pct": 0.25}
+_LATER_TRAIN_SETTINGS = {"sync_bn": False, "schedule": "plateau", "onecycle_pct": 0.25, "val_tta": "none"}
 
 
 def config_hash(resolved: RunConfig, revisions: dict[str, int] | None = None) -> str:

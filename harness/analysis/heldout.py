@@ -10,6 +10,7 @@ made (`harness.data.splits.split` with the run's seed and `val_fraction`); image
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -48,29 +49,40 @@ def run_rows(
 
 
 def select(
-    data: SegmentationData, record: dict, cfg, *, include_training: bool = False, limit: int | None = None
+    data: SegmentationData,
+    runs: list[tuple[dict, Any]],
+    *,
+    include_training: bool = False,
+    limit: int | None = None,
 ) -> Selection:
-    """The rows `evaluate` scores: by default all but the run's training images; `include_training`: all;
-    `limit`: at most that many of them (the first ones)."""
+    """The rows `evaluate` scores for `runs` ((record, config) of each run scored together, an ensemble's
+    members): by default all but the images any of them trained on; `include_training`: all; `limit`: at
+    most that many of them (the first ones)."""
     if limit is not None and limit < 1:
         raise HarnessError(f"--limit must be at least 1, got {limit}")
-    held = run_rows(data, record.get("dataset_id"), cfg.data.clean, cfg.data.limit)
     total = len(data)
-    if held is None:
-        rows, trained, note = np.arange(total), 0, f"all {total} images (not the data this run trained on)"
+    training = np.zeros(total, dtype=bool)
+    for record, cfg in runs:
+        held = run_rows(data, record.get("dataset_id"), cfg.data.clean, cfg.data.limit)
+        if held is not None:
+            train_idx, _ = split(data.masks[held], cfg.data.val_fraction, cfg.seed, data.num_classes)
+            training[held[train_idx.numpy()]] = True
+    trained = int(training.sum())
+    who = "this run" if len(runs) == 1 else f"any of the {len(runs)} runs"
+    if not trained:
+        rows = np.arange(total)
+        note = (
+            f"all {total} images (not the data {'this run' if len(runs) == 1 else 'these runs'} trained on)"
+        )
+    elif include_training:
+        rows = np.arange(total)
+        note = f"all {total} images, including the {trained} {who} trained on (--all)"
     else:
-        train_idx, _ = split(data.masks[held], cfg.data.val_fraction, cfg.seed, data.num_classes)
-        training = held[train_idx.numpy()]
-        trained = len(training)
-        if include_training:
-            rows = np.arange(total)
-            note = f"all {total} images, including the {trained} this run trained on (--all)"
-        else:
-            rows = np.setdiff1d(np.arange(total), training)
-            note = (
-                f"{len(rows)} of {total} images: the {trained} this run trained on are left out "
-                "(its validation split and any it never held; --all scores every image)"
-            )
+        rows = np.flatnonzero(~training)
+        note = (
+            f"{len(rows)} of {total} images: the {trained} {who} trained on are left out "
+            "(its validation split and any it never held; --all scores every image)"
+        )
     if not len(rows):
         raise HarnessError(
             f"{data.source}: no images left to score (the run trained on all of them); pass --all"

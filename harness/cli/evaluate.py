@@ -1,6 +1,7 @@
-"""`harness evaluate`: score a run's best checkpoint on the training_set of a labelled dataset.
+"""`harness evaluate`: score a run's best checkpoint (or an ensemble of runs, with optional test-time
+augmentation) on the training_set of a labelled dataset, or on a folder of images and their masks.
 
-On the run's own data it leaves out the images the run trained on (`--all` includes them) and says which
+On the runs' own data it leaves out the images they trained on (`--all` includes them) and says which
 images it scored; a progress bar on stderr counts them (`--no-progress` hides it); `--limit N` scores the
 first N of them.
 """
@@ -14,21 +15,34 @@ from rich.table import Table
 from rich.text import Text
 
 from harness import api
-from harness.cli.options import add_common, error_console, fmt, load_registry, print_json, wide_console
+from harness.cli.options import (
+    add_common,
+    add_ensemble_options,
+    error_console,
+    fmt,
+    load_registry,
+    print_json,
+    wide_console,
+)
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "evaluate",
         help="score a run on labelled data",
-        description="Score a run on the training_set of a labelled npz or dataset. On the data the run "
-        "trained on (recognised by content) the images of its training split are left out, so the score "
-        "is not inflated by images the model has seen; --all scores them too. The output says which "
-        "images were scored.",
+        description="Score a run (or the ensemble of several) on the training_set of a labelled npz or "
+        "dataset, or on a folder of images against --masks. On the data the runs trained on (recognised by "
+        "content) the images of their training splits are left out, so the score is not inflated by images "
+        "a model has seen; --all scores them too. The output says which images were scored.",
     )
     add_common(p)
-    p.add_argument("run_id", help="run id (a unique prefix is enough)")
-    p.add_argument("--data", required=True, help="labelled AN2DL .npz or dataset name")
+    add_ensemble_options(p)
+    p.add_argument(
+        "--data", required=True, help="labelled AN2DL .npz, dataset name, or a folder or glob of images"
+    )
+    p.add_argument(
+        "--masks", metavar="MASKS_DIR", help="with a folder of images: their PNG masks, same names"
+    )
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--device", default="auto")
     p.add_argument("--limit", type=int, metavar="N", help="score at most the first N of the chosen images")
@@ -71,20 +85,21 @@ def run(args: argparse.Namespace) -> int:
     show = not args.no_progress and error_console().is_terminal
     with _Bar() if show else nullcontext() as bar:
         result = api.evaluate(
-            args.run_id,
-            args.data,
-            store=args.store,
-            device=args.device,
-            plugins=registry,
-            include_training=args.include_training,
-            limit=args.limit,
-            on_start=bar.start if bar else None,
-            on_batch=bar.advance if bar else None,
-        )
+            args.run_id, args.data, store=args.store, device=args.device, plugins=registry,
+            include_training=args.include_training, limit=args.limit,
+            on_start=bar.start if bar else None, on_batch=bar.advance if bar else None,
+            tta=args.tta, weights=args.weights, masks=args.masks,
+        )  # fmt: skip
     if args.format == "json":
         print_json(result)
         return 0
-    table = Table(title=Text(f"run {result['run_id']} on {result['data']} ({result['images']} images)"))
+    if result.get("tta"):
+        print(result["tta"])  # which transforms ran
+    who = f"run {result['run_id']}"
+    if "runs" in result:
+        print(f"ensemble of {len(result['runs'])} runs: {', '.join(result['runs'])}")
+        who = f"ensemble of {len(result['runs'])} runs"
+    table = Table(title=Text(f"{who} on {result['data']} ({result['images']} images)"))
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_row("mIoU (an2dl)", fmt(result["miou_an2dl"]))

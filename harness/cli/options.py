@@ -22,6 +22,7 @@ from typing import Any
 from rich.console import Console
 
 from harness.config import Resolved, build_config, read_toml, resolve
+from harness.inference.tta import TTA_CHOICES
 from harness.plugins import Registry, load_plugins, parse_blocked
 from harness.training.signals import ending_at_once
 
@@ -187,3 +188,37 @@ def print_json(value: Any) -> None:
 def fmt(value: float | None, digits: int = 4) -> str:
     """A metric with `digits` decimals; – for a missing or NaN value."""
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def add_ensemble_options(p: argparse.ArgumentParser) -> None:
+    """The positional runs (one, or several for an ensemble), --tta and --weights of predict and evaluate."""
+    p.add_argument(
+        "run_id",
+        nargs="+",
+        metavar="RUN",
+        help="run id (a unique prefix is enough), or a configuration hash (or prefix): all its finished "
+        "runs; several: their ensemble (softmax probabilities averaged)",
+    )
+    p.add_argument(
+        "--tta",
+        choices=TTA_CHOICES,
+        default="none",
+        help="test-time augmentation: flips (identity, horizontal, vertical, 180° turn) or d4 (also the "
+        "90° turns and transposes, on square frames only); probabilities averaged. Default none",
+    )
+    p.add_argument(
+        "--weights",
+        type=weights_list,
+        default=None,
+        metavar="W1,W2,...",
+        help="ensemble weight per run, in the order the runs are listed (a configuration counts its runs "
+        "oldest first); default equal",
+    )
+
+
+def weights_list(text: str) -> list[float]:
+    """`0.5,0.3,0.2` -> [0.5, 0.3, 0.2] (argparse reports a bad value in one line)."""
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None

@@ -32,6 +32,7 @@ from harness.inference.scoring import (
     predict_masks,
     score,
 )
+from harness.inference.tta import with_tta
 from harness.specs import RunInfo
 from harness.store import RunStore
 from harness.training.checkpoints import (
@@ -326,7 +327,7 @@ def validate(resolved: Resolved, prep: Prepared, net: nn.Module):
     part = slice(0, count) if world.size == 1 else world.shard(count)
     world.broadcast_buffers(prep.model)
     metrics, val_loss, per_image = score(
-        net,
+        with_tta(net, cfg.train.val_tta),
         prep.val_images[part],
         prep.val_masks[part],
         norm=prep.norm,

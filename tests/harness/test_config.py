@@ -126,6 +126,10 @@ def test_config_hash_groups_seeds_but_not_settings(registry):
     assert hashed(train={"lr": 1e-3}) != hashed(train={"lr": 2e-3})
     # explicit defaults and omitted ones are the same experiment
     assert hashed(arch={"name": "unet", "params": {"depth": 4}}) == hashed()
+    # validation TTA off (the default) keeps the hashes of runs recorded before it existed; on, it is a
+    # different experiment
+    assert hashed(train={"val_tta": "none"}) == hashed()
+    assert hashed(train={"val_tta": "flips"}) != hashed()
 
 
 def test_runconfig_forbids_extra():

@@ -38,22 +38,36 @@ def test_by_default_the_training_split_is_left_out_and_all_takes_it_back():
     record = {"dataset_id": dataset_id(data, np.arange(8))}  # the run held the first 8 (data.limit=8)
     cfg = config(limit=8, seed=3)
     train, val = split(data.masks[:8], 0.25, 3, data.num_classes)
-    chosen = select(data, record, cfg)
+    chosen = select(data, [(record, cfg)])
     assert sorted(chosen.rows) == sorted([*val.tolist(), 8, 9, 10, 11])  # never held: never trained on
     assert chosen.trained_on == len(train) and not set(chosen.rows) & set(train.tolist())
     assert chosen.note.startswith(f"{len(chosen.rows)} of 12 images: the {len(train)} this run trained on")
-    every = select(data, record, cfg, include_training=True)
+    every = select(data, [(record, cfg)], include_training=True)
     assert list(every.rows) == list(range(12)) and "(--all)" in every.note
-    assert len(select(data, record, cfg, limit=2).rows) == 2
+    assert len(select(data, [(record, cfg)], limit=2).rows) == 2
 
 
 def test_other_data_is_scored_whole_and_a_bad_limit_is_refused():
     data = synthetic(n=6, test_n=0)
-    chosen = select(data, {"dataset_id": "0123456789ab"}, config())
+    chosen = select(data, [({"dataset_id": "0123456789ab"}, config())])
     assert (
         list(chosen.rows) == list(range(6))
         and chosen.note == "all 6 images (not the data this run trained on)"
     )
     with pytest.raises(HarnessError, match="--limit must be at least 1"):
-        select(data, {}, config(), limit=0)
+        select(data, [({}, config())], limit=0)
     assert torch.equal(data.images, synthetic(n=6, test_n=0).images)  # nothing changed in place
+
+
+def test_an_ensemble_leaves_out_every_image_any_member_trained_on():
+    data = synthetic(n=16, test_n=0)
+    record = {"dataset_id": dataset_id(data, np.arange(16))}
+    members = [(record, config(seed=0)), (record, config(seed=1))]  # two seeds: two different splits
+    trained = set()
+    for _, cfg in members:
+        train, _ = split(data.masks, 0.25, cfg.seed, data.num_classes)
+        trained |= set(train.tolist())
+    chosen = select(data, members)
+    assert sorted(chosen.rows) == sorted(set(range(16)) - trained) and chosen.trained_on == len(trained)
+    assert len(trained) > len(split(data.masks, 0.25, 0, data.num_classes)[0])  # the union is larger
+    assert chosen.note.startswith(f"{len(chosen.rows)} of 16 images: the {len(trained)} any of the 2 runs")

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from skimage import io
 
 from harness import api
 from harness.cli.app import build_parser, main
@@ -33,11 +34,13 @@ def evaluate_cli(capsys, trained, *argv):
 
 def test_the_flags_and_their_defaults(capsys):
     args = build_parser().parse_args(["evaluate", "abc", "--data", "x.npz"])
-    assert (args.run_id, args.data, args.format, args.device, args.store) == (
-        "abc",
+    assert (args.run_id, args.data, args.format, args.device, args.store, args.tta, args.masks) == (
+        ["abc"],
         "x.npz",
         "table",
         "auto",
+        None,
+        "none",
         None,
     )
     assert main(["evaluate", "abc"]) == 2
@@ -86,9 +89,12 @@ def test_the_table_has_a_row_per_metric_and_class(capsys, trained, labelled):
 def test_each_row_shows_its_own_number_with_four_decimals(capsys, monkeypatch):
     seen = {}
 
-    def fake_evaluate(run_id, data, *, store, device, plugins, include_training, limit, on_start, on_batch):
+    def fake_evaluate(
+        run_id, data, *, store, device, plugins, include_training, limit, on_start, on_batch, **more
+    ):
         seen.update(run_id=run_id, data=data, store=store, device=device)
         assert (include_training, limit, on_start, on_batch) == (False, None, None, None)  # no bar on a pipe
+        assert more == {"tta": "none", "weights": None, "masks": None}
         iou = {"background": None, "soil": 0.123456, "sand": float("nan")}
         return {
             "run_id": "r1",
@@ -103,7 +109,7 @@ def test_each_row_shows_its_own_number_with_four_decimals(capsys, monkeypatch):
 
     monkeypatch.setattr(api, "evaluate", fake_evaluate)
     assert main(["evaluate", "r1", "--data", "d.npz", "--store", "s.sqlite", "--device", "cpu"]) == 0
-    assert seen == {"run_id": "r1", "data": "d.npz", "store": "s.sqlite", "device": "cpu"}
+    assert seen == {"run_id": ["r1"], "data": "d.npz", "store": "s.sqlite", "device": "cpu"}
     out = capsys.readouterr().out
     rows = [" ".join(line.replace("│", " ").split()) for line in out.splitlines() if line.startswith("│")]
     assert out.splitlines()[-1] == "scored: all 9 images (not the data this run trained on)"
@@ -137,3 +143,40 @@ def test_the_cli_says_which_images_it_scored_and_takes_a_limit(capsys, trained, 
     assert out.splitlines()[-1] == scored
     code, _, err = evaluate_cli(capsys, trained, "--data", str(labelled), "--limit", "0")
     assert code == 2 and err.strip() == "harness: error: --limit must be at least 1, got 0"
+
+
+def test_a_folder_of_images_with_its_masks_scores_as_the_npz_does(capsys, trained, labelled, tmp_path):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    with np.load(labelled) as archive:
+        train = archive["training_set"]
+    for i, (image, mask) in enumerate(train):
+        io.imsave(images / f"frame{i}.png", image, check_contrast=False)
+        io.imsave(masks / f"frame{i}.png", mask, check_contrast=False)
+    argv = ["--data", str(images), "--masks", str(masks), "--format", "json", "--device", "cpu"]
+    code, out, err = evaluate_cli(capsys, trained, *argv)
+    assert code == 0, err
+    from_folder = json.loads(out)
+    from_npz = api.evaluate(trained.run_id, str(labelled), store=trained.store, device="cpu")
+    assert from_folder["images"] == 4 and from_folder["iou"] == json.loads(json.dumps(from_npz["iou"]))
+    (masks / "frame3.png").unlink()
+    code, _, err = evaluate_cli(capsys, trained, *argv)
+    assert code == 2 and f"{masks}: no mask for image frame3.png" in err
+    code, _, err = evaluate_cli(capsys, trained, "--data", str(images))
+    assert code == 2 and "needs --masks MASKS_DIR" in err
+
+
+def test_tta_and_an_ensemble_say_what_ran(capsys, trained, labelled):
+    argv = ["--data", str(labelled), "--device", "cpu", "--tta", "flips", "--weights", "1"]
+    code, out, err = evaluate_cli(capsys, trained, *argv)
+    assert code == 0, err
+    assert out.splitlines()[:2] == [
+        "tta flips on 64x128: identity, hflip, vflip, rot180",
+        f"ensemble of 1 runs: {trained.run_id}",
+    ]
+    scored = api.evaluate(trained.run_id, str(labelled), store=trained.store, device="cpu", tta="flips")
+    plain = api.evaluate(trained.run_id, str(labelled), store=trained.store, device="cpu")
+    assert scored["tta"] == "tta flips on 64x128: identity, hflip, vflip, rot180" and "tta" not in plain
+    code, _, err = evaluate_cli(capsys, trained, "--data", str(labelled), "--weights", "1,x")
+    assert code == 2 and "'1,x' is not a comma-separated list of numbers" in err

@@ -9,8 +9,10 @@ import pytest
 import torch
 
 import harness.augment.backend as backend
+import harness.training.loop as loop
 from harness.config import build_config, resolve
 from harness.inference.device import eval_batch_size
+from harness.inference.tta import TestTimeAugmented
 from harness.plugins import load_plugins
 from harness.training.loop import backward_and_step
 from harness.training.run import execute
@@ -66,3 +68,19 @@ def test_loss_scaling_unscales_before_clipping():
     # would leave norm 1 / 2**10 after the scaler divides by its scale: a step about 1000 times shorter.
     assert float(step.norm()) == pytest.approx(0.1, rel=1e-4)
     assert math.isfinite(scaler.get_scale())
+
+
+@pytest.mark.parametrize("mode", ["none", "flips"])
+def test_validation_runs_under_val_tta(tmp_path, monkeypatch, mode):
+    scored = []
+    real = loop.score
+
+    def recording(model, *args, **kwargs):
+        scored.append(model)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "score", recording)
+    resolved = _resolved(f"train.val_tta={mode}")
+    assert execute(resolved, tmp_path / "store.sqlite", load_plugins()).status == "finished"
+    wrapped = [isinstance(model, TestTimeAugmented) and model.mode == mode for model in scored]
+    assert scored and all(wrapped) if mode != "none" else not any(wrapped)
