@@ -8,8 +8,6 @@ what the run store keeps and what the config hash is computed from.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,6 +26,7 @@ from pydantic_core import PydanticCustomError
 from harness.augment.vocabulary import AugmentPipeline, pipeline_from_config
 from harness.compose import compose_balancers
 from harness.errors import ConfigError, DataError
+from harness.hashing import config_hash as config_hash  # re-exported: where the hash was always found
 from harness.parsing import (
     check_nesting,
     coerce_string,
@@ -286,27 +285,6 @@ def build_config(
         return RunConfig.model_validate(tree), cli_params
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, "bad config")) from None
-
-
-_LATER_TRAIN_SETTINGS = {"sync_bn": False, "schedule": "plateau", "onecycle_pct": 0.25, "val_tta": "none"}
-
-
-def config_hash(resolved: RunConfig, revisions: dict[str, int] | None = None) -> str:
-    """Hash of everything that defines the experiment except the seed (so seeds group together) and the
-    log section (logging does not change a run), plus the revisions above 0 of the plugins it uses."""
-    payload = resolved.model_dump(mode="json", exclude={"seed", "log"})
-    if revisions:  # absent at revision 0, so the hashes of plugins never revised stay as they were
-        payload["revisions"] = revisions
-    payload["train"].pop("device", None)  # where a run happens does not change what it is
-    # Settings added later are left out while they keep the behaviour older versions had, so the hashes
-    # of runs recorded before them still match.
-    for key, legacy in _LATER_TRAIN_SETTINGS.items():
-        if payload["train"].get(key) == legacy:
-            payload["train"].pop(key, None)
-    if payload["train"].get("eval_batch_size") == "auto":  # batching never changes the metric; 256 was
-        payload["train"]["eval_batch_size"] = 256  # the fixed default before "auto" and stays in old hashes
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class Resolved(BaseModel):
