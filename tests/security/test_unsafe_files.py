@@ -23,7 +23,7 @@ from harness.errors import DataError, HarnessError
 from harness.plugins import load_plugins
 from harness.store import RunStore
 from harness.training.checkpoints import PER_IMAGE_NAME, load_checkpoint
-from tests_support import TINY_CONFIG
+from tests_support import TINY_CONFIG, start_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -105,19 +105,14 @@ def fake_run(store_path: Path, checkpoint: Path | None = None) -> str:
     run_id = "20260101-000000-unet-abcdef"
     with RunStore(store_path) as store:
         store.start_run(
-            run_id=run_id,
-            config=resolved.config.model_dump(mode="json"),
-            config_hash=resolved.hash,
-            seed=0,
-            arch="unet",
-            loss="ce",
-            balancer="none",
-            dataset_id="d",
-            device="cpu",
-            torch_version=torch.__version__,
-            params=1,
-            gflops=1.0,
-            class_names=["background", "soil", "bedrock", "sand", "big rock"],
+            **start_fields(
+                run_id,
+                config=resolved.config.model_dump(mode="json"),
+                config_hash=resolved.hash,
+                torch_version=torch.__version__,
+                gflops=1.0,
+                class_names=["background", "soil", "bedrock", "sand", "big rock"],
+            )
         )
         metrics = {"miou_an2dl": 0.5, "miou_fg": 0.5, "iou": {"soil": 0.5}}
         checkpoint = checkpoint or store.run_dir(run_id) / "best.pt"
