@@ -22,8 +22,9 @@ from torch import nn
 
 from harness.augment.albumentations import load_albumentations
 from harness.inference.scoring import forward_logits, score
-from harness.training.loop import Budget, compute_loss, make_optimizer, make_schedule, train_one_epoch
+from harness.training.loop import compute_loss, make_optimizer, make_schedule, train_one_epoch
 from harness.training.prepare import Prepared
+from harness.training.state import Budget
 
 
 def sync(device: torch.device) -> None:

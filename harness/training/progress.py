@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from harness.training.loop import LoopState
+    from harness.training.state import LoopState
 
 
 def progress_bar(*, transient: bool, console: Any = None):

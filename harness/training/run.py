@@ -25,10 +25,11 @@ from harness.specs import RunInfo
 from harness.store import Heartbeat, RunStore
 from harness.training.checkpoints import CHECKPOINT_NAME, ResumePoint, check_fits
 from harness.training.distributed import SINGLE, NullStore, SilentRegistry, launched_size, process_group
-from harness.training.loop import Budget, Diverged, LoopState, run_loop, steps_per_epoch
+from harness.training.loop import run_loop, steps_per_epoch
 from harness.training.prepare import Prepared, check_distributed, prepare_on_device
 from harness.training.progress import ConsoleProgress
 from harness.training.signals import signals_deferred
+from harness.training.state import Budget, Diverged, LoopState
 
 log = logging.getLogger("harness")
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError

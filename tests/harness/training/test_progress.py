@@ -7,8 +7,8 @@ import io
 
 from rich.console import Console
 
-from harness.training.loop import LoopState
 from harness.training.progress import ConsoleProgress, epoch_text, progress_bar
+from harness.training.state import LoopState
 
 VALUES = {
     "epoch": 3,
