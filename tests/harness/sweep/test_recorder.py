@@ -27,7 +27,7 @@ from harness.store import RunClaimed, RunStore
 from harness.sweep.local import run_sweep
 from harness.sweep.plan import plan
 from harness.sweep.ray_executor import ray_executor
-from harness.sweep.recorder import Recorder, inside
+from harness.sweep.recorder import Recorder, RemoteHeartbeat, inside
 from tests_support import TINY_ARGS, TINY_CONFIG, integrity, query, run_cli, start_fields, tiny
 
 RAY = ["--executor", "ray", "--format", "json"]
@@ -84,6 +84,24 @@ def test_recorder_writes_the_files_before_the_outcome_and_records_a_lost_task(st
 def test_a_run_file_outside_the_run_folder_is_refused(tmp_path, name):
     with pytest.raises(HarnessError, match="not a path inside its run folder"):
         inside(tmp_path, name)
+
+
+def test_a_workers_heartbeat_beats_through_the_recorder_until_the_run_ends():
+    class Recording:
+        beats: list[str] = []
+
+        def beat(self, run_id: str) -> None:
+            self.beats.append(run_id)
+
+    store = Recording()
+    with RemoteHeartbeat(store, "r1", interval=0.02):
+        deadline = time.monotonic() + 5.0
+        while len(store.beats) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert store.beats[:2] == ["r1", "r1"]
+    count = len(store.beats)
+    time.sleep(0.1)
+    assert len(store.beats) == count  # stopped with the run
 
 
 # --- a simulated cluster ---------------------------------------------------------------------------------
