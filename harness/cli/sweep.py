@@ -58,8 +58,8 @@ def add_parser(sub) -> None:
         "--executor",
         choices=("local", "ray"),
         default="local",
-        help="local (default): one run after another here; ray: each run a Ray task (pip install "
-        "'segharness[ray]')",
+        help="local (default): one run after another here; ray: each run a Ray task on any node, "
+        "recorded in this machine's store, its files sent back here (pip install 'segharness[ray]')",
     )
     p.add_argument("--address", help="Ray cluster to join (with --executor ray); default: start a local one")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from harness.store.errors import RunClaimed, RunNotFound, StoreError
-from harness.store.heartbeat import BEAT, ago, lease_seconds, presumed_dead, process_owner, utc_now
+from harness.store.heartbeat import BEAT, Heartbeat, ago, lease_seconds, presumed_dead, process_owner, utc_now
 from harness.store.opening import open_store, retrying
 from harness.store.schema import clean, dumps, run_dict
 
@@ -257,6 +257,10 @@ class RunStore:
         """Refresh a running run's heartbeat (a no-op once the run has a final status)."""
         with self._write() as conn:
             conn.execute(BEAT, (utc_now(), run_id))
+
+    def heartbeat(self, run_id: str) -> Heartbeat:
+        """A `Heartbeat` keeping `run_id` alive while its ``with`` block runs (its own connection)."""
+        return Heartbeat(self.path, run_id)
 
     def reap_stale(self, lease: float | None = None) -> list[dict]:
         """Mark 'interrupted' every running run that cannot still be training (``presumed_dead``): its

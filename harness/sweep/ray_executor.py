@@ -4,19 +4,22 @@ The sweep is planned by harness.sweep.plan and filtered (finished runs skipped) 
 harness.sweep.local's `run_sweep` exactly as for the local executor; Ray only decides where and when
 each run trains. A task gets the run's configuration as plain data, loads the plugins in its own
 process, resolves the configuration again (its hash must match the driver's, or the skip logic would
-lie) and calls `harness.training.run.execute`, which records the run in the store like any other run.
-The store stays the single source of truth, so every worker must reach the same store file: fine for
-workers on one host or a shared local disk, unsafe for SQLite on NFS/SMB.
+lie) and calls `harness.training.run.execute` like any other run. The task is given no store path: it
+records into a `harness.sweep.recorder.RemoteStore`, which forwards every write to the sweep's one
+`Recorder`, an actor on the driver's node that owns the store, and sends the run's files home to the
+driver's run folder when the run ends. So workers may be on any machine of the cluster.
 
 Resources: one GPU per run when the cluster has GPUs, otherwise `HARNESS_RAY_CPUS_PER_RUN` CPUs (default
-1) per run; Ray queues what does not fit. Ctrl-C cancels the outstanding tasks (a run in progress
-records itself as interrupted) and re-raises.
+1) per run; Ray queues what does not fit. A task whose worker or node dies is recorded 'interrupted' with
+Ray's reason (a rerun trains it again). Ctrl-C cancels the outstanding tasks (a run in progress records
+itself as interrupted) and re-raises.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from harness.plugins import AUTOLOAD_ENV
 from harness.store import RunStore
 from harness.sweep.local import Executor, Outcome, SweepReporter
 from harness.sweep.plan import PlannedRun
+from harness.sweep.recorder import RemoteStore, start_recorder
 
 RAY_MISSING = "--executor ray needs ray: pip install 'segharness[ray]'"
 CPUS_ENV = "HARNESS_RAY_CPUS_PER_RUN"
@@ -51,12 +55,17 @@ def ray_executor(address: str | None, cpus_per_run: float | None = None) -> Exec
     def execute_runs(runs: list[PlannedRun], store_path: Path, registry: Any, reporter: SweepReporter):
         if not runs:
             return  # everything was finished already: no need to start Ray at all
-        # Created (schema and WAL mode) here, once, so concurrent workers never race to initialise it.
+        # Created (schema and WAL mode) here, so a bad store is refused before Ray starts.
         store_path = Path(store_path).expanduser().resolve()
         RunStore(store_path).close()
         started_ray = _connect(ray, address)
         try:
-            _drive(ray, runs, store_path, registry, reporter, cpus)
+            recorder = start_recorder(ray, store_path)
+            try:
+                _drive(ray, runs, recorder, registry, reporter, cpus)
+            finally:
+                ray.get(recorder.close.remote())
+                ray.kill(recorder)
         finally:
             if started_ray:
                 ray.shutdown()
@@ -111,46 +120,52 @@ def _plugin_selection(registry: Any) -> tuple[list[str], bool]:
 
 
 def _drive(
-    ray: Any, runs: list[PlannedRun], store_path: Path, registry: Any, reporter: SweepReporter, cpus: float
+    ray: Any, runs: list[PlannedRun], recorder: Any, registry: Any, reporter: SweepReporter, cpus: float
 ) -> None:
     """Submit every run, then report each outcome as its task completes, in completion order."""
     blocked, autoload = _plugin_selection(registry)
     task = ray.remote(train_task).options(**_task_options(ray, cpus))
-    pending: dict[Any, tuple[PlannedRun, float]] = {}
+    pending: dict[Any, tuple[PlannedRun, str, float]] = {}  # task -> (run, its ticket, submitted)
     try:
-        for planned in runs:
-            config = planned.config.model_dump(mode="json")
-            ref = task.remote(config, planned.resolved.hash, str(store_path), blocked, autoload)
-            pending[ref] = (planned, time.monotonic())
+        for number, planned in enumerate(runs):
+            config, ticket = planned.config.model_dump(mode="json"), f"task-{number}"
+            ref = task.remote(config, planned.resolved.hash, recorder, ticket, blocked, autoload)
+            pending[ref] = (planned, ticket, time.monotonic())
             reporter.started(planned)  # handed to Ray: it starts when the cluster has room
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
-                planned, submitted = pending.pop(ref)
-                reporter.finished(_outcome(ray, ref, planned, submitted))
+                planned, ticket, submitted = pending.pop(ref)
+                reporter.finished(_outcome(ray, ref, recorder, planned, ticket, submitted))
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref)  # a running task gets KeyboardInterrupt: execute records it as interrupted
         ray.wait(list(pending), num_returns=len(pending), timeout=CANCEL_GRACE_S)
-        for planned, submitted in pending.values():
-            reporter.finished(Outcome(planned, "interrupted", seconds=time.monotonic() - submitted))
+        for planned, ticket, submitted in pending.values():
+            run_id = ray.get(recorder.lost.remote(ticket, "the sweep was cancelled (Ctrl-C)"))
+            reporter.finished(Outcome(planned, "interrupted", run_id, seconds=time.monotonic() - submitted))
         raise
 
 
-def _outcome(ray: Any, ref: Any, planned: PlannedRun, submitted: float) -> Outcome:
+def _outcome(
+    ray: Any, ref: Any, recorder: Any, planned: PlannedRun, ticket: str, submitted: float
+) -> Outcome:
     try:
         result = ray.get(ref)
     except ray.exceptions.RayError as exc:  # the worker died (OOM, node lost) or the task was cancelled
         cause = getattr(exc, "cause", None) or exc
         message = f"{type(cause).__name__}: {cause}".splitlines()[0]
-        return Outcome(planned, "failed", error=message, seconds=time.monotonic() - submitted)
+        # Its run never recorded an outcome: the driver records it, so the store does not wait for a lease.
+        run_id = ray.get(recorder.lost.remote(ticket, f"its Ray task was lost: {message}"))
+        return Outcome(planned, "interrupted", run_id, error=message, seconds=time.monotonic() - submitted)
     return Outcome(planned, **result)
 
 
 def train_task(
-    config: dict[str, Any], expected_hash: str, store_path: str, blocked: list[str], autoload: bool
+    config: dict[str, Any], expected_hash: str, recorder: Any, ticket: str, blocked: list[str], autoload: bool
 ) -> dict[str, Any]:
-    """One run inside a Ray worker; returns the fields of its Outcome (never raises for a failed run)."""
+    """One run inside a Ray worker, recorded through `recorder` (the driver's; this process never opens
+    the store); returns the fields of its Outcome (never raises for a failed run)."""
     from harness.config import RunConfig, resolve
     from harness.plugins import load_plugins
     from harness.store import RunClaimed
@@ -165,7 +180,9 @@ def train_task(
                 f"the configuration resolves to hash {resolved.hash} on this worker but "
                 f"{expected_hash} on the driver: install the same harness and plugins on every node"
             )
-        result = execute(resolved, store_path, registry, progress=False, exclusive=True)
+        with tempfile.TemporaryDirectory(prefix="harness-ray-") as scratch:  # the run folder until it ends
+            store = RemoteStore(recorder, ticket, Path(scratch))
+            result = execute(resolved, store, registry, progress=False, exclusive=True)
     except RunClaimed as exc:  # another sweep on this store finished it or is training it now
         return {"status": "skipped", "error": str(exc), "seconds": time.monotonic() - started}
     except Exception as exc:  # recorded as failed by execute (if it got that far); the sweep goes on

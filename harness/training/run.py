@@ -22,7 +22,7 @@ import torch
 
 from harness.config import Resolved
 from harness.specs import RunInfo
-from harness.store import Heartbeat, RunStore
+from harness.store import RunStore
 from harness.training.checkpoints import CHECKPOINT_NAME, ResumePoint, check_fits
 from harness.training.distributed import SINGLE, NullStore, SilentRegistry, launched_size, process_group
 from harness.training.loop import run_loop, steps_per_epoch
@@ -62,14 +62,15 @@ class OutOfMemory(RuntimeError):
 
 def execute(
     resolved: Resolved,
-    store_path: str | Path,
+    store_path: str | Path | Any,
     registry,
     *,
     progress: Any = False,
     resume: ResumePoint | None = None,
     exclusive: bool = False,
 ) -> RunResult:
-    """Run one resolved config end to end and record it in the store at `store_path`.
+    """Run one resolved config end to end and record it in the store at `store_path` (or, for a Ray
+    worker, into a store-like object that forwards to the driver's store: see `_opened`).
 
     `progress`: False (silent), True (a console bar) or a factory `(epochs, steps) -> bar` (a sweep's).
     `resume`: continue a recorded run from its last checkpoint instead of starting a new one.
@@ -92,7 +93,7 @@ def execute(
     if launched_size() == 1:
         prep = prepare_on_device(resolved, SINGLE)
         check_fits(prep.model, resume)
-        with RunStore(store_path) as store:
+        with _opened(store_path) as store:
             _reap(store)
             return _train_recorded(resolved, prep, store, *args)
     with process_group(resolved.config.train.device) as world:
@@ -106,6 +107,12 @@ def execute(
             _reap(store)
         with store:
             return _train_recorded(resolved, prep, store, *args)
+
+
+def _opened(store: str | Path | Any) -> Any:
+    """A path opens the RunStore there; anything else is a store-like recorder used as given (a Ray
+    worker's `harness.sweep.recorder.RemoteStore`, which forwards every write to the driver's store)."""
+    return RunStore(store) if isinstance(store, str | Path) else store
 
 
 def _reap(store: RunStore) -> None:
@@ -140,7 +147,7 @@ def _train_recorded(
         info.run_dir.mkdir(parents=True, exist_ok=True)
     state = LoopState() if resume is None else LoopState(**resume.state_fields())
     earlier = 0.0 if resume is None else resume.wall_time
-    beat = Heartbeat(store.path, run_id) if world.is_main else nullcontext()
+    beat = store.heartbeat(run_id) if world.is_main else nullcontext()
     status, error = "failed", None
     try:
         with beat:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.store import SCHEMA_VERSION, RunNotFound, RunStore, StoreError, StoreNotFound
+from harness.store import SCHEMA_VERSION, Heartbeat, RunNotFound, RunStore, StoreError, StoreNotFound
 
 CLASSES = ["background", "soil", "bedrock", "sand", "big rock"]
 METRICS = {
@@ -278,3 +278,10 @@ def test_numpy_scalars_are_stored_as_plain_numbers(store: RunStore) -> None:
     assert got == (42, 1.5, 3, 2, 9.0)
     assert run["metrics"] == {"miou_an2dl": 0.5, "iou": {"soil": 0.25}}
     assert store.finished_hashes() == {("abc123", 3)}
+
+
+def test_the_heartbeat_of_a_run_beats_this_stores_file(tmp_path):
+    # harness.training.run asks the store for it, so a Ray worker's store-like recorder can give its own.
+    with RunStore(tmp_path / "s.sqlite") as store:
+        beat = store.heartbeat("r1")
+    assert isinstance(beat, Heartbeat) and (beat.path, beat.run_id) == (store.path, "r1")
