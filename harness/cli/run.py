@@ -23,6 +23,7 @@ from harness.cli.options import (
 from harness.config import PluginChoice, RunConfig
 from harness.errors import HarnessError
 from harness.store import resolve_store_path
+from harness.sweep.plan import fold_list, with_seed_fold
 from harness.training.distributed import is_rank_zero
 from harness.training.run import OutOfMemory, execute
 
@@ -44,6 +45,8 @@ CONFIG_FLAGS = {
     "max_minutes": "--max-minutes",
     "log": "--log",
     "log_dir": "--log-dir",
+    "folds": "--folds",
+    "fold": "--fold",
 }
 
 
@@ -87,6 +90,16 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         resolved = resolved_config(args, registry)
+    code = 0
+    for fold in fold_list(resolved.config):  # `--folds K` alone: the K folds, one run each, one after another
+        one = with_seed_fold(resolved, resolved.config.seed, fold)
+        code = max(code, run_one(args, one, registry, store_path, point))
+    return code
+
+
+def run_one(args: argparse.Namespace, resolved, registry, store_path, point) -> int:
+    """Train and record one run (one fold of a fold-trained configuration) and print its result."""
+    err = error_console()
     try:
         result = execute(resolved, store_path, registry, progress=not args.no_progress, resume=point)
     except (KeyboardInterrupt, HarnessError):
