@@ -65,7 +65,6 @@ _SCALARS = [
     "loss",
     "balancer",
     "seed",
-    "fold",
     "status",
     "miou",
     "label",
@@ -81,6 +80,7 @@ _SCALARS = [
     "epochs",
     "device",
     "created",
+    "fold",
 ]
 
 

@@ -65,7 +65,9 @@ def fold_assignment(
     gid = group_ids(groups, total)
     n_groups = int(gid.max()) + 1 if total else 0
     if folds > n_groups:
-        raise DataError(f"{source}: {folds} folds need at least {folds} groups, it has {n_groups}")
+        raise DataError(
+            f"{source}: {folds} folds need at least {folds} groups, it has {n_groups}: a fold would be empty"
+        )
     if cls is not None and 0 < rare.sum() < folds:
         raise DataError(
             f"{source}: {folds} folds but only {int(rare.sum())} images hold the rarest class {cls}; "
@@ -102,16 +104,18 @@ def fold_split(assignment: np.ndarray, fold: int) -> tuple[torch.Tensor, torch.T
 
 def run_split(data: SegmentationData, cfg: Any, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The (train, validation) rows a run with data settings `cfg` (a `DataConfig`) and `seed` uses."""
-    groups = run_groups(data, cfg.groups)
-    if cfg.folds is None and groups is None:
+    folds = getattr(cfg, "folds", None)  # settings older than folds and groups: the val_fraction split
+    groups = run_groups(data, getattr(cfg, "groups", "file"))
+    if folds is None and groups is None:
         return split(data.masks, cfg.val_fraction, seed, data.num_classes)
-    if cfg.folds is not None and cfg.fold is None:
+    if folds is not None and cfg.fold is None:
         raise DataError(
             f"data.folds = {cfg.folds} needs data.fold (0..{cfg.folds - 1}): which fold to validate on"
         )
-    folds = cfg.folds if cfg.folds is not None else max(2, round(1 / cfg.val_fraction))
-    assignment = fold_assignment(data.masks, folds, seed, data.num_classes, groups, data.source)
-    return fold_split(assignment, cfg.fold if cfg.folds is not None else 0)
+    assignment = fold_assignment(
+        data.masks, folds or max(2, round(1 / cfg.val_fraction)), seed, data.num_classes, groups, data.source
+    )
+    return fold_split(assignment, cfg.fold if folds is not None else 0)
 
 
 def run_groups(data: SegmentationData, mode: str) -> np.ndarray | None:
