@@ -84,8 +84,10 @@ def select(
             "(its validation split and any it never held; --all scores every image)"
         )
     if not len(rows):
+        who = "the run" if len(runs) == 1 else "the runs (the folds of a configuration, say) between them"
         raise HarnessError(
-            f"{data.source}: no images left to score (the run trained on all of them); pass --all"
+            f"{data.source}: no images left to score ({who} trained on all of them); pass --all, or read "
+            "a fold-trained configuration's out-of-fold score (the leaderboard's oof)"
         )
     if limit is not None and limit < len(rows):
         rows = rows[:limit]

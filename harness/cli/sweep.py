@@ -124,6 +124,7 @@ def print_summary(result: SweepResult, store_path: Path, fmt: str) -> None:
             "loss": o.planned.config.loss.name,
             "balancer": o.planned.config.balancer.name,
             "seed": o.planned.config.seed,
+            "fold": o.planned.config.data.fold,
             "config": o.planned.resolved.hash[:8],
             "status": o.status,
             "run_id": o.run_id,
