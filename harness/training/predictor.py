@@ -2,8 +2,8 @@
 optional test-time augmentation.
 
 Each name given is a run id (or a unique prefix of one) or a configuration hash (or prefix), which stands
-for all of that configuration's finished runs (its seeds). One run is used as it was trained; several are
-an `Ensemble` of their probabilities. `--tta` wraps either.
+for all of that configuration's finished runs (its seeds and folds). One run is used as it was trained;
+several are an `Ensemble` of their probabilities. `--tta` wraps either.
 """
 
 from __future__ import annotations

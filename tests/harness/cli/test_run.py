@@ -111,3 +111,8 @@ def test_run_folds_trains_every_fold_as_runs_of_one_configuration(capsys, store_
         with np.load(store_path.parent / run_id / "val_per_image.npz") as files:
             validated += files["indices"].tolist()
     assert sorted(validated) == list(range(24))  # each image validated by exactly one fold
+    out_csv = store_path.parent / "submission.csv"
+    code, _, err = run_cli(
+        capsys, "predict", row["config"], "--data", "synthetic", "--out", str(out_csv), *store
+    )
+    assert code == 0 and "ensemble of 2 runs" in err, err  # the fold models, probabilities averaged
