@@ -90,15 +90,18 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         resolved = resolved_config(args, registry)
-    code = 0
-    for fold in fold_list(resolved.config):  # `--folds K` alone: the K folds, one run each, one after another
+    code, folds, printed = 0, fold_list(resolved.config), []
+    for fold in folds:  # `--folds K` alone: the K folds, one run each, one after another
         one = with_seed_fold(resolved, resolved.config.seed, fold)
-        code = max(code, run_one(args, one, registry, store_path, point))
+        code = max(code, run_one(args, one, registry, store_path, point, printed if len(folds) > 1 else None))
+    if printed:  # several folds: one JSON list of their results
+        print_json(printed)
     return code
 
 
-def run_one(args: argparse.Namespace, resolved, registry, store_path, point) -> int:
-    """Train and record one run (one fold of a fold-trained configuration) and print its result."""
+def run_one(args: argparse.Namespace, resolved, registry, store_path, point, collect=None) -> int:
+    """Train and record one run (one fold of a fold-trained configuration) and print its result (JSON:
+    appended to `collect` when given)."""
     err = error_console()
     try:
         result = execute(resolved, store_path, registry, progress=not args.no_progress, resume=point)
@@ -113,10 +116,12 @@ def run_one(args: argparse.Namespace, resolved, registry, store_path, point) -> 
     if not is_rank_zero():  # torchrun: every rank has the same result; rank 0 alone prints it
         return 0 if result.status == "finished" else EXIT_FAILED
     if args.format == "json":
-        print_json(
-            {k: v for k, v in vars(result).items() if k != "checkpoint"}
-            | {"checkpoint": str(result.checkpoint)}
-        )
+        payload = {k: v for k, v in vars(result).items() if k != "checkpoint"}
+        payload["checkpoint"] = str(result.checkpoint)
+        if collect is None:
+            print_json(payload)
+        else:
+            collect.append(payload)
     else:
         print_result(result)
     return 0 if result.status == "finished" else EXIT_FAILED

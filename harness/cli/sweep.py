@@ -109,7 +109,8 @@ def print_plan(rows: list[dict[str, Any]], fmt: str) -> int:
         table.add_column(column)
     for number, row in enumerate(rows, start=1):
         minutes = "–" if row["max_minutes"] is None else f"{row['max_minutes']:g}"
-        cells = [row["arch"], row["arch_params"] or "–", row["loss"], row["balancer"], str(row["seed"])]
+        seed = str(row["seed"]) if row.get("fold") is None else f"{row['seed']} fold {row['fold']}"
+        cells = [row["arch"], row["arch_params"] or "–", row["loss"], row["balancer"], seed]
         cells.append(row["config"])
         table.add_row(str(number), *cells, str(row["epochs"]), minutes, row["action"])
     wide_console().print(table)
