@@ -140,9 +140,11 @@ def refuse_config_flags(args: argparse.Namespace) -> None:
 def print_result(result: api.RunResult) -> None:
     metrics = result.metrics or {}
     per_class = ", ".join(f"{name} {fmt(v, 3)}" for name, v in (metrics.get("iou") or {}).items())
+    data = result.config.get("data") or {}
+    fold = f" on fold {data['fold']} of {data['folds']}" if data.get("fold") is not None else ""
     print(
         f"run {result.run_id} {result.status}: val mIoU {fmt(metrics.get('miou_an2dl'))} "
-        f"(fg {fmt(metrics.get('miou_fg'))}) at epoch {result.best_epoch}/{result.epochs}"
+        f"(fg {fmt(metrics.get('miou_fg'))}) at epoch {result.best_epoch}/{result.epochs}{fold}"
     )
     print(f"  per-class IoU: {per_class}")
     fitted = metrics.get("fitted") or {}

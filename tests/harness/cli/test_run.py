@@ -102,7 +102,7 @@ def test_run_folds_trains_every_fold_as_runs_of_one_configuration(capsys, store_
     store = ["--store", str(store_path)]
     code, out, err = run_cli(capsys, "run", *TINY_ARGS, "--folds", "2", *store)
     assert code == 0, err
-    assert out.count(" finished: val mIoU") == 2
+    assert out.count(" finished: val mIoU") == 2 and "on fold 1 of 2" in out
     code, out, _ = run_cli(capsys, "leaderboard", "--format", "json", *store)
     (row,) = json.loads(out)
     assert row["n"] == 2 and sorted(row["folds"]) == [0, 1] and row["miou_oof"] is not None
