@@ -47,12 +47,32 @@ class DataConfig(Strict):
     clean: Literal["none", "outliers"] = Field(
         "none", description="outliers: drop images that `harness data inspect` flags (shared alien masks)."
     )
+    folds: int | None = Field(
+        None,
+        ge=2,
+        le=100,
+        description="K-fold cross-validation instead of val_fraction (stratified, group-aware).",
+    )
+    fold: int | None = Field(
+        None,
+        ge=0,
+        description="Which fold (0..folds-1) this run validates on; a run's, not the config hash's.",
+    )
+    groups: Literal["none", "file", "auto"] = Field(
+        "file",
+        description="Groups no split straddles: file (the npz's `groups` array, if any), auto (also the "
+        "neighbour pairs `harness data inspect` finds) or none.",
+    )
 
     @model_validator(mode="after")
     def _ignored_class_exists(self) -> DataConfig:
         if self.ignore_index is not None and self.ignore_index >= self.num_classes:
             top = self.num_classes - 1
             raise ValueError(f"ignore_index {self.ignore_index} is not a class of 0..{top} (num_classes)")
+        if self.fold is not None and self.folds is None:
+            raise ValueError(f"fold {self.fold} needs folds (--folds K) to say how many folds there are")
+        if self.fold is not None and self.folds is not None and self.fold >= self.folds:
+            raise ValueError(f"fold {self.fold} is not one of 0..{self.folds - 1} (folds = {self.folds})")
         return self
 
 

@@ -56,6 +56,7 @@ def _row(run: dict, metric_key: str, labeller: Labeller) -> dict:
         "data": data_label(source, run.get("dataset_id")),
         "dataset_id": run.get("dataset_id"),
         "seed": run.get("seed"),
+        "fold": run.get("fold"),
         "status": run.get("status"),
         "error": first_line(run.get("error")),
         "miou": num(metrics.get(metric_key)),
@@ -158,7 +159,7 @@ def _std(values: list[float]) -> float | None:
 
 
 def _group(members: list[dict]) -> dict:
-    members = sorted(members, key=lambda r: r.get("seed") or 0)
+    members = sorted(members, key=lambda r: (r.get("seed") or 0, -1 if r.get("fold") is None else r["fold"]))
     scores = [r["miou"] for r in members if r["miou"] is not None]
     classes: list[str] = []
     for row in members:
@@ -183,6 +184,7 @@ def _group(members: list[dict]) -> dict:
         "n": len(scores),
         "runs": len(members),
         "seeds": [r.get("seed") for r in members],
+        "folds": [r.get("fold") for r in members],
         "run_ids": [r.get("run_id") for r in members],
         "best_run": best.get("run_id"),
         "miou": _mean(scores),

@@ -28,6 +28,8 @@ from leaderboard.rows import (
     leaderboard_rows,
 )
 from leaderboard.rows import num as _num
+from leaderboard.significance import COLUMNS as SIGNIFICANCE_COLUMNS
+from leaderboard.significance import delta_cell, footnotes, oof_cell, shows_delta, shows_oof
 from leaderboard.terminal import Column, render_table
 
 if TYPE_CHECKING:  # imported in leaderboard_frame: `harness leaderboard` renders without it, faster
@@ -78,6 +80,7 @@ _SCALARS = [
     "epochs",
     "device",
     "created",
+    "fold",
 ]
 
 
@@ -132,6 +135,10 @@ def columns(rows: list[dict], classes: list[str], metric: str = "an2dl") -> list
     ]
     if grouped:
         cols.append(Column("n", [str(r["n"]) for r in rows], right=True))
+    if shows_oof(rows):
+        cols.append(Column("oof", [oof_cell(r) for r in rows], right=True))
+    if shows_delta(rows):
+        cols.append(Column("Δ best", [delta_cell(r, rows) for r in rows], wrap=True))
     if shows_status(rows):
         cols.append(Column("status", [str(r.get("status") or MISSING) for r in rows]))
         cols.append(Column("error", [str(r.get("error") or "") for r in rows], wrap=True))
@@ -171,6 +178,8 @@ def _render_rich(rows: list[dict], classes: list[str], console: Any, metric: str
             console.print()
         title = data_heading(data, part) if len(parts) > 1 else None
         render_table(columns(part, class_columns(part, classes), metric), console, wide=wide, title=title)
+        for line in footnotes(part):
+            console.print(line, markup=False, highlight=False)
 
 
 def _markdown_cell(text: str) -> str:
@@ -186,7 +195,8 @@ def _markdown_table(rows: list[dict], classes: list[str], metric: str) -> list[s
         "| " + " | ".join(align) + " |",
     ]
     lines += ["| " + " | ".join(_markdown_cell(c.cells[i]) for c in cols) + " |" for i in range(len(rows))]
-    return lines
+    notes = footnotes(rows)
+    return lines + (["", *notes] if notes else [])
 
 
 def _render_markdown(rows: list[dict], classes: list[str], metric: str) -> str:
@@ -233,7 +243,9 @@ _PARAM_FIELDS = [f for f in VARIANT_FIELDS if f != "label"]
 
 
 def _scalars(rows: list[dict]) -> list[str]:
-    return _GROUP_SCALARS if _is_group(rows) else _SCALARS
+    base = _GROUP_SCALARS if _is_group(rows) else _SCALARS
+    extra = [key for key in SIGNIFICANCE_COLUMNS if any(key in row for row in rows)]
+    return base + extra if extra else base
 
 
 def _flat(row: dict, classes: list[str], scalars: list[str] = _SCALARS) -> dict:
@@ -287,7 +299,7 @@ def _render_html(rows: list[dict], class_names: list[str], title: str, metric: s
         Table(heading, headers, cells)
         for heading, headers, cells, _ in html_tables(rows, class_names, metric)
     ]
-    return render_page(title, tables=tables)
+    return render_page(title, tables=tables, notes=footnotes(rows))
 
 
 def render(
@@ -333,7 +345,7 @@ def leaderboard_frame(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame([_flat(row, classes, scalars) for row in rows], columns=columns)
     # Fixed dtypes, so an all-None column (e.g. the ignored class) is NaN and not an object column of None.
     # Epochs are counts per run but means per group.
-    epochs = ["epochs"] if scalars is _GROUP_SCALARS else []
+    epochs = ["epochs"] if _is_group(rows) else []
     floats = [c for c in (*_FLOAT_COLUMNS, *epochs, *(f"iou_{name}" for name in classes)) if c in columns]
     ints = [c for c in _INT_COLUMNS if c in columns and c not in floats]
     return frame.astype({**dict.fromkeys(floats, "float64"), **dict.fromkeys(ints, "Int64")})
@@ -341,6 +353,10 @@ def leaderboard_frame(rows: list[dict]) -> pd.DataFrame:
 
 _FLOAT_COLUMNS = (
     "miou",
+    "miou_oof",
+    "delta_vs_best",
+    "ci_low",
+    "ci_high",
     "miou_mean",
     "miou_std",
     "miou_an2dl",

@@ -102,6 +102,8 @@ def add_run(
     indices=None,
     status="finished",
     config=None,
+    fold=None,
+    miou=0.5,
 ) -> None:
     """A recorded run with its per-image validation file (as training writes it); `confusion` None: none."""
     store.start_run(
@@ -118,8 +120,9 @@ def add_run(
         params=1,
         gflops=None,
         class_names=CLASSES,
+        fold=fold,
     )
-    store.finish_run(run_id, status=status, metrics={"miou_an2dl": 0.5, "miou_fg": 0.5})
+    store.finish_run(run_id, status=status, metrics={"miou_an2dl": miou, "miou_fg": miou})
     if confusion is not None:
         folder = store.run_dir(run_id)
         folder.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,12 @@
 """Is B really better than A? A paired bootstrap over validation images of the mIoU difference B − A.
 
 Each side is a run (id or unique prefix) or a config group (a prefix of a config hash: every finished run
-of that configuration, one per seed). Two runs pair when they were validated on the very same images,
-which runs of the same data and seed are; groups pair their runs by seed. A bootstrap replicate resamples
-image positions with replacement inside each pair — the same positions for both sides, which is what makes
-it paired: an image that is hard for A is usually hard for B too, and that shared difficulty cancels —
-recomputes each side's mIoU from the summed per-image confusion matrices (IoU is not a per-image mean, so
-the matrices are summed, never the scores), and averages the per-pair differences.
+of that configuration, one per seed and fold). Two runs pair when they were validated on the very same
+images, which runs of the same data, seed and fold are; groups pair their runs by (seed, fold). A bootstrap
+replicate resamples image positions with replacement inside each pair — the same positions for both sides,
+which is what makes it paired: an image that is hard for A is usually hard for B too, and that shared
+difficulty cancels — recomputes each side's mIoU from the summed per-image confusion matrices (IoU is not a
+per-image mean, so the matrices are summed, never the scores), and averages the per-pair differences.
 
 The per-image matrices are the best epoch's, written by the training loop to ``val_per_image.npz``.
 """
@@ -34,11 +34,12 @@ CONFIDENCE = 0.95
 
 @dataclass(frozen=True)
 class Side:
-    """One side of a comparison: a single run, or the finished runs of one config (newest per seed)."""
+    """One side of a comparison: a single run, or the finished runs of one config (newest per seed and
+    fold)."""
 
     key: str  # the run id, or the full config hash
     kind: str  # "run" or "config"
-    runs: dict[int, dict]  # seed -> run dict
+    runs: dict[tuple[int, int | None], dict]  # (seed, fold) -> run dict; fold None without folds
 
     @property
     def label(self) -> str:
@@ -74,6 +75,7 @@ class Comparison:
     ci_high: float
     resamples: int
     seed: int
+    folds: list[int | None] | None = None  # the fold of each pair, beside `seeds` (None: no folds)
     a_label: str = ""
     b_label: str = ""
     a_data: str = ""
@@ -93,6 +95,7 @@ class Comparison:
             "direction": "b - a",
             "pairs": self.pairs,
             "seeds": self.seeds,
+            "folds": self.folds,
             "images": self.images,
             "a_miou": self.a_miou,
             "b_miou": self.b_miou,
@@ -197,7 +200,7 @@ def resolve_side(store: RunStore, key: str) -> Side:
     runs = store.list_runs()
     exact = [r for r in runs if r["run_id"] == key]
     if exact:
-        return Side(key, "run", {exact[0]["seed"]: exact[0]})
+        return Side(key, "run", {run_key(exact[0]): exact[0]})
     by_id = [r for r in runs if key and r["run_id"].startswith(key)]
     hashes = sorted({r["config_hash"] for r in runs if key and r["config_hash"].startswith(key)})
     if len(by_id) + len(hashes) > 1:
@@ -205,17 +208,35 @@ def resolve_side(store: RunStore, key: str) -> Side:
         more = ", ..." if len(by_id) > 3 or len(hashes) > 3 else ""
         raise HarnessError(f"{key!r} is ambiguous ({', '.join(shown)}{more}); give more characters")
     if by_id:
-        return Side(by_id[0]["run_id"], "run", {by_id[0]["seed"]: by_id[0]})
+        return Side(by_id[0]["run_id"], "run", {run_key(by_id[0]): by_id[0]})
     if not hashes:
         raise HarnessError(f"no run id or config hash starts with {key!r} in {store.path}")
     config_hash = hashes[0]
-    group: dict[int, dict] = {}
-    for run in runs:  # newest first, so a re-run of a seed replaces the older one
+    group: dict[tuple[int, int | None], dict] = {}
+    for run in runs:  # newest first, so a re-run of a seed and fold replaces the older one
         if run["config_hash"] == config_hash and run["status"] == "finished":
-            group.setdefault(run["seed"], run)
+            group.setdefault(run_key(run), run)
     if not group:
         raise HarnessError(f"config {config_hash} has no finished runs in {store.path}")
     return Side(config_hash, "config", group)
+
+
+def run_fold(run: dict) -> int | None:
+    """The fold a run validated on: its store column, else its config's data.fold (None: no folds)."""
+    if run.get("fold") is not None:
+        return int(run["fold"])
+    data = (run.get("config") or {}).get("data") if isinstance(run.get("config"), dict) else None
+    return data.get("fold") if isinstance(data, dict) else None
+
+
+def run_key(run: dict) -> tuple[int, int | None]:
+    """(seed, fold): what pairs two runs of two configurations."""
+    return int(run["seed"]), run_fold(run)
+
+
+def key_order(key: tuple[int, int | None]) -> tuple[int, int]:
+    """A sort key for (seed, fold) keys, runs without folds first."""
+    return key[0], -1 if key[1] is None else key[1]
 
 
 def load_per_image(store: RunStore, run: dict) -> PerImage:
@@ -241,31 +262,36 @@ def load_per_image(store: RunStore, run: dict) -> PerImage:
     return PerImage(indices.astype(np.int64), confusion.astype(np.int64))
 
 
-def _ignore_index(run: dict) -> int | None:
+def ignore_index_of(run: dict) -> int | None:
     data = (run.get("config") or {}).get("data") or {}
     return data.get("ignore_index", 0)
 
 
-def pair_sides(a: Side, b: Side) -> list[tuple[int, dict, dict]]:
-    """(seed, run A, run B) per pair: two single runs always pair (images are checked later); otherwise
-    runs pair by seed, and only seeds both sides have count."""
+def pair_sides(a: Side, b: Side) -> list[tuple[tuple[int, int | None], dict, dict]]:
+    """((seed, fold), run A, run B) per pair: two single runs always pair (images are checked later);
+    otherwise runs pair by (seed, fold), and only those both sides have count."""
     if a.kind == "run" and b.kind == "run":
-        (seed_a, run_a), (_, run_b) = next(iter(a.runs.items())), next(iter(b.runs.items()))
-        return [(seed_a, run_a, run_b)]
-    shared = sorted(set(a.runs) & set(b.runs))
+        (key_a, run_a), (_, run_b) = next(iter(a.runs.items())), next(iter(b.runs.items()))
+        return [(key_a, run_a, run_b)]
+    shared = sorted(set(a.runs) & set(b.runs), key=key_order)
     if not shared:
         raise HarnessError(
-            f"{a.label} (seeds {_seeds(a)}) and {b.label} (seeds {_seeds(b)}) share no seed; "
-            "run both with the same seeds to compare them"
+            f"{a.label} (seeds {_seeds(a)}) and {b.label} (seeds {_seeds(b)}) share no seed and fold; "
+            "run both with the same seeds (and folds) to compare them"
         )
-    return [(seed, a.runs[seed], b.runs[seed]) for seed in shared]
+    return [(key, a.runs[key], b.runs[key]) for key in shared]
+
+
+def key_text(key: tuple[int, int | None]) -> str:
+    """`3` for seed 3 without folds, `3/f2` for seed 3 fold 2."""
+    return str(key[0]) if key[1] is None else f"{key[0]}/f{key[1]}"
 
 
 def _seeds(side: Side) -> str:
-    return ", ".join(str(s) for s in sorted(side.runs))
+    return ", ".join(key_text(k) for k in sorted(side.runs, key=key_order))
 
 
-def _check_pair(run_a: dict, run_b: dict, first: PerImage, second: PerImage) -> None:
+def check_pair(run_a: dict, run_b: dict, first: PerImage, second: PerImage) -> None:
     if first.confusion.shape[1:] != second.confusion.shape[1:]:
         raise HarnessError(
             f"runs {run_a['run_id']} and {run_b['run_id']} have different class counts "
@@ -277,10 +303,10 @@ def _check_pair(run_a: dict, run_b: dict, first: PerImage, second: PerImage) -> 
             f"({len(first.indices)} vs {len(second.indices)} images; different data, split or seed), so "
             "they cannot be paired; compare runs of the same data and seed"
         )
-    if _ignore_index(run_a) != _ignore_index(run_b):
+    if ignore_index_of(run_a) != ignore_index_of(run_b):
         raise HarnessError(
             f"runs {run_a['run_id']} and {run_b['run_id']} ignore different classes "
-            f"({_ignore_index(run_a)} vs {_ignore_index(run_b)}); their mIoUs do not compare"
+            f"({ignore_index_of(run_a)} vs {ignore_index_of(run_b)}); their mIoUs do not compare"
         )
 
 
@@ -305,9 +331,9 @@ def compare(
     pairs = []
     for _, run_a, run_b in matched:
         first, second = load_per_image(store, run_a), load_per_image(store, run_b)
-        _check_pair(run_a, run_b, first, second)
+        check_pair(run_a, run_b, first, second)
         pairs.append((first.confusion, second.confusion))
-    ignore = _ignore_index(matched[0][1])
+    ignore = ignore_index_of(matched[0][1])
     a_miou, b_miou, point, low, high = paired_bootstrap(
         pairs, resamples=resamples, seed=seed, ignore_index=ignore, metric=metric
     )
@@ -318,7 +344,8 @@ def compare(
         b_kind=side_b.kind,
         metric=metric,
         pairs=len(pairs),
-        seeds=[s for s, _, _ in matched],
+        seeds=[key[0] for key, _, _ in matched],
+        folds=[key[1] for key, _, _ in matched],
         images=sum(len(conf) for conf, _ in pairs),
         a_miou=a_miou,
         b_miou=b_miou,

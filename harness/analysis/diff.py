@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.analysis.compare import Side, resolve_side
+from harness.analysis.compare import Side, key_order, resolve_side
 from harness.store import RunStore
 
 MISSING = "–"
@@ -110,7 +110,7 @@ def differences(a: dict[str, Any], b: dict[str, Any]) -> list[Difference]:
 def side_settings(side: Side) -> dict[str, Any]:
     """The flattened resolved config of a side's runs (merged across a config's runs) and its record
     fields (``dataset_id``)."""
-    runs = [run for _, run in sorted(side.runs.items())]  # by seed, so a varying value lists in seed order
+    runs = [side.runs[k] for k in sorted(side.runs, key=key_order)]  # a varying value lists in seed order
     flats = []
     for run in runs:
         config = {k: v for k, v in (run.get("config") or {}).items() if k not in NOT_COMPARED}
@@ -144,13 +144,13 @@ def as_json(value: Any) -> Any:
 
 def describe(side: Side) -> dict[str, Any]:
     """What a side is: its kind and key, the config hash, its run ids and their seeds."""
-    runs = sorted(side.runs.items())
+    runs = [(key, side.runs[key]) for key in sorted(side.runs, key=key_order)]
     return {
         "kind": side.kind,
         "key": side.key,
         "config_hash": next(iter(side.runs.values())).get("config_hash"),
         "runs": [run["run_id"] for _, run in runs],
-        "seeds": [seed for seed, _ in runs],
+        "seeds": [seed for (seed, _), _ in runs],
     }
 
 

@@ -3,8 +3,8 @@ images it trained on (unless asked to include them), and it says which ones it s
 
 A run's own data is recognised by content, not by name: the rows the run held (after its `data.clean`
 and `data.limit`) must hash to the run's recorded `dataset_id`. Its split is then the very one training
-made (`harness.data.splits.split` with the run's seed and `val_fraction`); images the run never held
-(beyond its limit, or cleaned away) were never trained on, so they are scored too.
+made (`harness.data.folds.run_split`: the run's seed, `val_fraction` or fold, and groups); images the
+run never held (beyond its limit, or cleaned away) were never trained on, so they are scored too.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from harness.data.dataset import SegmentationData, content_id
+from harness.data.folds import run_split
 from harness.data.inspect import inspect as inspect_data
-from harness.data.splits import split
 from harness.errors import HarnessError
 
 
@@ -65,7 +65,7 @@ def select(
     for record, cfg in runs:
         held = run_rows(data, record.get("dataset_id"), cfg.data.clean, cfg.data.limit)
         if held is not None:
-            train_idx, _ = split(data.masks[held], cfg.data.val_fraction, cfg.seed, data.num_classes)
+            train_idx, _ = run_split(data.subset(held), cfg.data, cfg.seed)
             training[held[train_idx.numpy()]] = True
     trained = int(training.sum())
     who = "this run" if len(runs) == 1 else f"any of the {len(runs)} runs"
@@ -84,8 +84,10 @@ def select(
             "(its validation split and any it never held; --all scores every image)"
         )
     if not len(rows):
+        who = "the run" if len(runs) == 1 else "the runs (the folds of a configuration, say) between them"
         raise HarnessError(
-            f"{data.source}: no images left to score (the run trained on all of them); pass --all"
+            f"{data.source}: no images left to score ({who} trained on all of them); pass --all, or read "
+            "a fold-trained configuration's out-of-fold score (the leaderboard's oof)"
         )
     if limit is not None and limit < len(rows):
         rows = rows[:limit]

@@ -21,6 +21,7 @@ from harness.plugins import Registry
 from harness.store import RunStore, resolve_store_path
 from leaderboard.html import ConfigLinks, Table, config_links, render_page
 from leaderboard.labels import Labeller
+from leaderboard.significance import footnotes
 from leaderboard.table import (
     class_columns,
     datasets,
@@ -240,6 +241,7 @@ def leaderboard_page(
             where,
             index == 0,
         )
+    pages.notes.extend(footnotes(rows))
     if pages.figures:
         pages.notes.insert(
             0, f"Figures: the table's rows (up to {FIGURE_ROWS} per table), legends #rank label."

@@ -64,11 +64,13 @@ def run(args: argparse.Namespace) -> int:
 def inspect(args: argparse.Namespace) -> int:
     """`data inspect`: class shares, shared-mask groups and outliers (and optionally their sheet)."""
     from harness.data.inspect import inspect as inspect_data
+    from harness.data.neighbours import neighbour_report
     from harness.data.sheets import outlier_sheet
 
     registry = load_registry(args, error_console())
     dataset = api.load_source(args.file, 5, registry)
     report = inspect_data(dataset, min_group=args.min_group)
+    report["neighbours"] = neighbour_report(dataset.images)
     if args.sheet:
         outlier_sheet(dataset, report, Path(args.sheet))
     if args.format == "json":
@@ -87,6 +89,14 @@ def inspect(args: argparse.Namespace) -> int:
         f"{', '.join(str(g['size']) for g in groups[:8]) or 'none'}); "
         f"{len(report['outliers'])} outliers (groups of >= {args.min_group} different images sharing a "
         "mask with several classes)" + (f"; sheet written to {args.sheet}" if args.sheet else ""),
+        markup=False,
+    )
+    near = report["neighbours"]
+    console.print(
+        f"{near['edge_pairs']} neighbour pairs (bottom row continuing into another's top row: "
+        f"{', '.join(f'{a}->{b}' for a, b in near['edge_examples'][:5]) or 'none'}), {near['hash_pairs']} "
+        f"near-duplicate pairs (average hash); data.groups=auto joins them into {near['groups']} groups of "
+        f"{near['grouped_images']} images (largest {near['largest_group']})",
         markup=False,
     )
     return 0

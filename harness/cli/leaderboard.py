@@ -6,11 +6,12 @@ import argparse
 import sys
 
 from harness import api
+from harness.analysis.significance import annotate
 from harness.cli.options import add_common, error_console, load_registry, wide_console
 from harness.config import DEFAULT_CHOICES
 from harness.errors import HarnessError
 from harness.parsing import parse_since
-from harness.store import resolve_store_path
+from harness.store import RunStore, resolve_store_path
 from leaderboard.labels import Labeller
 from leaderboard.table import (
     FORMATS,
@@ -30,7 +31,9 @@ def add_parser(sub) -> None:
         "leaderboard",
         help="rank recorded runs",
         description="Rank configurations by validation mIoU: the runs of one configuration on one dataset "
-        "across seeds are one row (mean ± std, n), named by a label of the settings that differ from each "
+        "across seeds and folds are one row (mean ± std, n; oof: the out-of-fold mIoU of a configuration "
+        "trained on every fold; Δ best: the paired bootstrap difference to the top row), named by a label "
+        "of the settings that differ from each "
         "plugin's defaults. Runs on different data are never ranked together: each dataset gets its own "
         "table (or pick one with --data). `--by arch` keeps the best variant per architecture.",
     )
@@ -74,6 +77,12 @@ def add_parser(sub) -> None:
         help="the table with every column, however wide (by default per-class IoU, params, GFLOPs, time "
         "and img/s make way when the terminal is narrow)",
     )
+    p.add_argument(
+        "--no-significance",
+        action="store_true",
+        help="skip the Δ best column (each row's paired bootstrap difference to the top row, 95%% interval, "
+        "≈ when tied with it), which reads every run's per-image results",
+    )
 
 
 def ranked(args: argparse.Namespace, runs: list[dict], labeller: Labeller) -> list[dict]:
@@ -104,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
             known = ", ".join(datasets(every))
             raise HarnessError(f"--data {args.data}: no such runs in {path}; their data: {known}")
     rows = ranked(args, runs, labeller)
+    if rows:  # the out-of-fold score of fold-trained rows, and each row's difference to the top row
+        with RunStore(path, create=False) as store:
+            annotate(store, rows, runs, metric=args.metric, significance=not args.no_significance)
     if not rows and args.format == "table":
         print(f"no {args.status if status else ''} runs in {path} yet: try `harness run`".replace("  ", " "))
         return 0

@@ -39,6 +39,8 @@ FLAG_SETTINGS = {
     "data": "data.source",
     "log": "log.loggers",
     "log_dir": "log.dir",
+    "folds": "data.folds",
+    "fold": "data.fold",
 }
 
 PLUGIN_SECTIONS = ("arch", "loss", "balancer", "data")
@@ -101,6 +103,16 @@ def add_config_options(p: argparse.ArgumentParser, lists: bool = False) -> None:
     p.add_argument("--seed", type=int, help="run seed")
     p.add_argument("--limit", type=int, help="use only the first N training images")
     p.add_argument("--batch-size", type=int, help="training batch size (train.batch_size)")
+    p.add_argument(
+        "--folds",
+        type=int,
+        metavar="K",
+        help="K-fold cross-validation (data.folds): stratified on the rarest class, never splitting a "
+        "group; without --fold every fold is trained, one run each",
+    )
+    p.add_argument(
+        "--fold", type=int, metavar="I", help="train only fold I of 0..K-1 (data.fold; needs --folds)"
+    )
 
 
 def add_log_options(p: argparse.ArgumentParser) -> None:

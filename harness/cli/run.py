@@ -23,6 +23,7 @@ from harness.cli.options import (
 from harness.config import PluginChoice, RunConfig
 from harness.errors import HarnessError
 from harness.store import resolve_store_path
+from harness.sweep.plan import fold_list, with_seed_fold
 from harness.training.distributed import is_rank_zero
 from harness.training.run import OutOfMemory, execute
 
@@ -44,6 +45,8 @@ CONFIG_FLAGS = {
     "max_minutes": "--max-minutes",
     "log": "--log",
     "log_dir": "--log-dir",
+    "folds": "--folds",
+    "fold": "--fold",
 }
 
 
@@ -87,6 +90,19 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         resolved = resolved_config(args, registry)
+    code, folds, printed = 0, fold_list(resolved.config), []
+    for fold in folds:  # `--folds K` alone: the K folds, one run each, one after another
+        one = with_seed_fold(resolved, resolved.config.seed, fold)
+        code = max(code, run_one(args, one, registry, store_path, point, printed if len(folds) > 1 else None))
+    if printed:  # several folds: one JSON list of their results
+        print_json(printed)
+    return code
+
+
+def run_one(args: argparse.Namespace, resolved, registry, store_path, point, collect=None) -> int:
+    """Train and record one run (one fold of a fold-trained configuration) and print its result (JSON:
+    appended to `collect` when given)."""
+    err = error_console()
     try:
         result = execute(resolved, store_path, registry, progress=not args.no_progress, resume=point)
     except (KeyboardInterrupt, HarnessError):
@@ -100,10 +116,12 @@ def run(args: argparse.Namespace) -> int:
     if not is_rank_zero():  # torchrun: every rank has the same result; rank 0 alone prints it
         return 0 if result.status == "finished" else EXIT_FAILED
     if args.format == "json":
-        print_json(
-            {k: v for k, v in vars(result).items() if k != "checkpoint"}
-            | {"checkpoint": str(result.checkpoint)}
-        )
+        payload = {k: v for k, v in vars(result).items() if k != "checkpoint"}
+        payload["checkpoint"] = str(result.checkpoint)
+        if collect is None:
+            print_json(payload)
+        else:
+            collect.append(payload)
     else:
         print_result(result)
     return 0 if result.status == "finished" else EXIT_FAILED
@@ -122,9 +140,11 @@ def refuse_config_flags(args: argparse.Namespace) -> None:
 def print_result(result: api.RunResult) -> None:
     metrics = result.metrics or {}
     per_class = ", ".join(f"{name} {fmt(v, 3)}" for name, v in (metrics.get("iou") or {}).items())
+    data = result.config.get("data") or {}
+    fold = f" on fold {data['fold']} of {data['folds']}" if data.get("fold") is not None else ""
     print(
         f"run {result.run_id} {result.status}: val mIoU {fmt(metrics.get('miou_an2dl'))} "
-        f"(fg {fmt(metrics.get('miou_fg'))}) at epoch {result.best_epoch}/{result.epochs}"
+        f"(fg {fmt(metrics.get('miou_fg'))}) at epoch {result.best_epoch}/{result.epochs}{fold}"
     )
     print(f"  per-class IoU: {per_class}")
     fitted = metrics.get("fitted") or {}

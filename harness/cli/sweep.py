@@ -109,7 +109,8 @@ def print_plan(rows: list[dict[str, Any]], fmt: str) -> int:
         table.add_column(column)
     for number, row in enumerate(rows, start=1):
         minutes = "–" if row["max_minutes"] is None else f"{row['max_minutes']:g}"
-        cells = [row["arch"], row["arch_params"] or "–", row["loss"], row["balancer"], str(row["seed"])]
+        seed = str(row["seed"]) if row.get("fold") is None else f"{row['seed']} fold {row['fold']}"
+        cells = [row["arch"], row["arch_params"] or "–", row["loss"], row["balancer"], seed]
         cells.append(row["config"])
         table.add_row(str(number), *cells, str(row["epochs"]), minutes, row["action"])
     wide_console().print(table)
@@ -124,6 +125,7 @@ def print_summary(result: SweepResult, store_path: Path, fmt: str) -> None:
             "loss": o.planned.config.loss.name,
             "balancer": o.planned.config.balancer.name,
             "seed": o.planned.config.seed,
+            "fold": o.planned.config.data.fold,
             "config": o.planned.resolved.hash[:8],
             "status": o.status,
             "run_id": o.run_id,

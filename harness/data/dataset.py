@@ -19,7 +19,7 @@ from harness.errors import ConfigError, DataError
 from harness.parsing import did_you_mean
 
 CLASS_NAMES = ("background", "soil", "bedrock", "sand", "big rock")
-NPZ_KEYS = ("training_set", "test_set")
+NPZ_KEYS = ("training_set", "test_set", "groups")
 # What an npz may inflate to in all, checked on the sizes its zip directory declares before anything is
 # read (zipfile never inflates a member past its declared size, so the check cannot be lied past).
 MAX_DATA_BYTES_ENV = "HARNESS_MAX_DATA_BYTES"
@@ -41,6 +41,7 @@ class SegmentationData:
     class_names: tuple[str, ...]
     source: str
     dataset_id: str
+    groups: np.ndarray | None = None  # (N,) image, scene or site ids: no split puts one group on both sides
 
     def __post_init__(self) -> None:
         # Catches programming errors early: every consumer relies on this layout.
@@ -68,6 +69,7 @@ class SegmentationData:
             class_names=self.class_names,
             source=self.source,
             dataset_id=content_id(images.numpy(), masks.numpy()),
+            groups=None if self.groups is None else self.groups[idx.numpy()],
         )
 
     def __len__(self) -> int:
@@ -121,7 +123,9 @@ def load_npz(path: str | Path, num_classes: int = 5) -> SegmentationData:
         _refuse_unknown_keys(archive.files, path)
         train = _read_key(archive, "training_set", path)
         test = _read_key(archive, "test_set", path) if "test_set" in archive.files else None
+        groups = _read_key(archive, "groups", path) if "groups" in archive.files else None
     images, masks = _validate_training_set(train, path, num_classes)
+    _check_groups(groups, len(images), path)
     test_images = None if test is None else _validate_test_set(test, path, images.shape[1:])
     return SegmentationData(
         images=torch.from_numpy(images),
@@ -131,7 +135,16 @@ def load_npz(path: str | Path, num_classes: int = 5) -> SegmentationData:
         class_names=class_names_for(num_classes),
         source=str(path),
         dataset_id=content_id(images, masks),
+        groups=groups,
     )
+
+
+def _check_groups(groups: np.ndarray | None, total: int, path: Path) -> None:
+    if groups is not None and (groups.shape != (total,) or groups.dtype.kind not in "iuUS"):
+        raise DataError(
+            f"{path}: key 'groups' must be ({total},) integers or strings (one id per training image), "
+            f"got shape {groups.shape} dtype {groups.dtype}"
+        )
 
 
 def _refuse_unknown_keys(keys: list[str], path: Path) -> None:
@@ -140,7 +153,7 @@ def _refuse_unknown_keys(keys: list[str], path: Path) -> None:
     if unknown:
         raise DataError(
             f"{path}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], NPZ_KEYS)}; an AN2DL file holds "
-            "only 'training_set' (N, 2, H, W) and optionally 'test_set' (M, H, W)"
+            "only 'training_set' (N, 2, H, W) and optionally 'test_set' (M, H, W) and 'groups' (N,)"
         )
 
 

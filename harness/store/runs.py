@@ -134,10 +134,12 @@ class RunStore:
         gflops: float | None,
         class_names: list[str],
         exclusive: bool = False,
+        fold: int | None = None,
     ) -> None:
         """Record a new run with status 'running'; a run id already in the store raises ``StoreError``.
 
-        With ``exclusive`` (sweeps), raise ``RunClaimed`` instead when the same (config hash, seed) is
+        ``fold``: the fold the run validates on (None without folds). With ``exclusive`` (sweeps), raise
+        ``RunClaimed`` instead when the same (config hash, seed, fold) is
         already finished or running with a live heartbeat: checked and inserted in one transaction, so two
         sweeps sharing a store never train one configuration twice.
         """
@@ -161,27 +163,32 @@ class RunStore:
             "params": clean(params),
             "gflops": clean(gflops),
             "class_names": dumps(list(class_names)),
+            "fold": None if fold is None else int(fold),
         }
         columns = ", ".join(row)
         marks = ", ".join(f":{name}" for name in row)
         try:
             with self._write() as conn:
                 if exclusive:
-                    self._refuse_claimed(conn, config_hash, int(seed))
+                    self._refuse_claimed(conn, config_hash, int(seed), fold)
                 conn.execute(f"INSERT INTO runs ({columns}) VALUES ({marks})", row)
         except sqlite3.IntegrityError as exc:
             raise StoreError(f"run id {run_id!r} already exists in {self.path}; pick a new id") from exc
 
-    def _refuse_claimed(self, conn: sqlite3.Connection, config_hash: str, seed: int) -> None:
+    def _refuse_claimed(
+        self, conn: sqlite3.Connection, config_hash: str, seed: int, fold: int | None
+    ) -> None:
         cutoff = ago(lease_seconds())
+        # `fold IS ?` (not =): NULL, a run without folds, matches NULL.
         row = conn.execute(
-            "SELECT run_id, status FROM runs WHERE config_hash = ? AND seed = ? AND (status = 'finished' "
-            "OR (status = 'running' AND COALESCE(heartbeat, created) >= ?)) LIMIT 1",
-            (config_hash, seed, cutoff),
+            "SELECT run_id, status FROM runs WHERE config_hash = ? AND seed = ? AND fold IS ? AND "
+            "(status = 'finished' OR (status = 'running' AND COALESCE(heartbeat, created) >= ?)) LIMIT 1",
+            (config_hash, seed, fold, cutoff),
         ).fetchone()
         if row is not None:
+            which = "" if fold is None else f" fold {fold}"
             raise RunClaimed(
-                f"configuration {config_hash[:8]} seed {seed} is already {row['status']} "
+                f"configuration {config_hash[:8]} seed {seed}{which} is already {row['status']} "
                 f"as run {row['run_id']}"
             )
 
@@ -354,7 +361,9 @@ class RunStore:
                 f"{self.path}: run {full_id} has a corrupt epoch row ({exc}); the store is damaged"
             ) from None
 
-    def finished_hashes(self) -> set[tuple[str, int]]:
-        """(config_hash, seed) pairs of finished runs, so sweeps can skip work already done."""
-        rows = self._read("SELECT config_hash, seed FROM runs WHERE status = 'finished'")
-        return {(row[0], int(row[1])) for row in rows}
+    def finished_hashes(self) -> set[tuple[str, int, int | None]]:
+        """(config_hash, seed, fold) of finished runs (fold None without folds), so sweeps can skip work
+        already done. A store older than version 3 has no fold column: its runs have no folds."""
+        fold = "fold" if self.version >= 3 else "NULL"
+        rows = self._read(f"SELECT config_hash, seed, {fold} FROM runs WHERE status = 'finished'")
+        return {(row[0], int(row[1]), None if row[2] is None else int(row[2])) for row in rows}

@@ -14,7 +14,7 @@ from typing import Any
 
 from harness.store.errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 JSON_COLUMNS = ("config", "metrics", "class_names")
 RUN_KEYS = [
@@ -42,6 +42,7 @@ RUN_KEYS = [
     "class_names",
     "heartbeat",
     "owner",
+    "fold",
 ]
 
 SCHEMA_V1 = """
@@ -88,6 +89,10 @@ MIGRATIONS: dict[int, str] = {
     # ISO UTC time of the last sign of life of a running run, and the process training it as
     # host/pid-namespace/pid (both NULL for runs recorded before version 2).
     2: "ALTER TABLE runs ADD COLUMN heartbeat TEXT; ALTER TABLE runs ADD COLUMN owner TEXT",
+    # The fold a run validated on (data.fold; NULL without folds and for runs recorded before version 3):
+    # a configuration's runs are its (seed, fold) pairs, which claims and skips key on.
+    3: "ALTER TABLE runs ADD COLUMN fold INTEGER; DROP INDEX IF EXISTS runs_hash_seed; "
+    "CREATE INDEX runs_hash_seed_fold ON runs (config_hash, seed, fold)",
 }
 
 

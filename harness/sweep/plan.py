@@ -1,8 +1,9 @@
-"""Planning a sweep: the list of run configurations (a grid or a sweep file's [[runs]]) times the seeds.
+"""Planning a sweep: the list of run configurations (a grid or a sweep file's [[runs]]) times the seeds
+(times the folds, with data.folds).
 
 A sweep is planned in full before anything trains, so a typo in any of its configurations fails with
 one line and writes nothing. What "already done" means is decided here too (`PlannedRun.key`,
-`done_keys`): a configuration whose (config hash, seed) already has a finished run in the store is
+`done_keys`): a configuration whose (config hash, seed, fold) already has a finished run in the store is
 skipped, so a killed sweep rerun with the same arguments trains only what is missing. Running the plan
 is harness.sweep.local (and harness.sweep.ray_executor).
 """
@@ -34,14 +35,16 @@ class PlannedRun:
         return self.resolved.config
 
     @property
-    def key(self) -> tuple[str, int]:
-        """What "already done" means: the same experiment (config hash, seed excluded) with the same seed."""
-        return self.resolved.hash, self.config.seed
+    def key(self) -> tuple[str, int, int | None]:
+        """What "already done" means: the same experiment (config hash, seed and fold excluded) with the
+        same seed and fold."""
+        return self.resolved.hash, self.config.seed, self.config.data.fold
 
     @property
     def label(self) -> str:
         cfg = self.config
-        return f"{cfg.arch.name} · {cfg.loss.name} · {cfg.balancer.name} · seed {cfg.seed}"
+        fold = "" if cfg.data.fold is None else f" · fold {cfg.data.fold}"
+        return f"{cfg.arch.name} · {cfg.loss.name} · {cfg.balancer.name} · seed {cfg.seed}{fold}"
 
 
 def split_list(text: str | None, flag: str) -> list[str] | None:
@@ -113,7 +116,7 @@ def plan(
                     tree = _with_choice(tree, section, name)
             trees.append(tree)
     planned: list[PlannedRun] = []
-    seen: set[tuple[str, int]] = set()
+    seen: set[tuple[str, int, int | None]] = set()
     for number, tree in enumerate(trees, start=1):
         config, cli = build_config(tree, settings=list(settings), plugin_params=plugin_params)
         try:
@@ -121,15 +124,31 @@ def plan(
         except HarnessError as exc:
             where = f"run {number} of the sweep" if listed is not None else _grid_name(config)
             raise type(exc)(f"{where}: {exc}") from None
-        for seed in seed_list(seeds, config.seed):
-            # Only the seed changes: plugins and params are already checked, and the hash excludes the seed.
-            seeded = resolved.model_copy(update={"config": resolved.config.model_copy(update={"seed": seed})})
-            item = PlannedRun(seeded)
+        for seed, fold in itertools.product(seed_list(seeds, config.seed), fold_list(config)):
+            # Only seed and fold change: plugins and params are already checked, the hash excludes both.
+            item = PlannedRun(with_seed_fold(resolved, seed, fold))
             if item.key not in seen:  # the same configuration listed twice runs once
                 seen.add(item.key)
                 planned.append(item)
     _check_data_files(planned)
+    _check_folds(planned)
     return planned
+
+
+def fold_list(config: RunConfig) -> list[int | None]:
+    """The folds to run: data.fold if given, every fold 0..K-1 with data.folds alone, else [None]."""
+    data = config.data
+    if data.folds is None or data.fold is not None:
+        return [data.fold]
+    return list(range(data.folds))
+
+
+def with_seed_fold(resolved: Resolved, seed: int, fold: int | None) -> Resolved:
+    """`resolved` with another seed and fold (the config hash, which excludes both, stays valid)."""
+    data = resolved.config.data.model_copy(update={"fold": fold})
+    return resolved.model_copy(
+        update={"config": resolved.config.model_copy(update={"seed": seed, "data": data})}
+    )
 
 
 def _check_data_files(planned: list[PlannedRun]) -> None:
@@ -141,6 +160,22 @@ def _check_data_files(planned: list[PlannedRun]) -> None:
         if item.resolved.dataset is None and (data.source, data.num_classes) not in checked:
             load_npz(data.source, num_classes=data.num_classes)
             checked.add((data.source, data.num_classes))
+
+
+def _check_folds(planned: list[PlannedRun]) -> None:
+    """Partition the data of every fold-trained configuration once, so folds that cannot be made (more
+    folds than images, than rare-class images or than groups) are one line before anything runs."""
+    from harness.data.folds import run_split
+    from harness.training.prepare import load_data
+
+    checked: set[tuple] = set()
+    for item in planned:
+        data = item.config.data
+        key = (data.model_dump_json(exclude={"fold"}), item.config.seed)
+        if data.folds is None or key in checked:
+            continue
+        checked.add(key)
+        run_split(load_data(item.resolved), data, item.config.seed)
 
 
 def _grid_name(config: RunConfig) -> str:
@@ -161,8 +196,8 @@ def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def done_keys(store_path: Path) -> set[tuple[str, int]]:
-    """(config hash, seed) of every finished run in the store; empty when there is no store yet."""
+def done_keys(store_path: Path) -> set[tuple[str, int, int | None]]:
+    """(config hash, seed, fold) of every finished run in the store; empty when there is no store yet."""
     if not store_path.exists():
         return set()
     try:
@@ -180,7 +215,7 @@ def changed_params(spec: Any, params: Any, registry: Any) -> str:
 
 
 def describe_plan(
-    runs: Iterable[PlannedRun], done: set[tuple[str, int]], registry: Any
+    runs: Iterable[PlannedRun], done: set[tuple[str, int, int | None]], registry: Any
 ) -> list[dict[str, Any]]:
     """One dict per planned run for `--dry-run`: what would run and what would be skipped."""
     return [
@@ -189,6 +224,7 @@ def describe_plan(
             "loss": p.config.loss.name,
             "balancer": p.config.balancer.name,
             "seed": p.config.seed,
+            "fold": p.config.data.fold,
             "config": p.resolved.hash[:8],
             "arch_params": changed_params(p.resolved.arch, p.resolved.arch_params, registry),
             "epochs": p.config.train.epochs,

@@ -2,8 +2,8 @@
 optional test-time augmentation.
 
 Each name given is a run id (or a unique prefix of one) or a configuration hash (or prefix), which stands
-for all of that configuration's finished runs (its seeds). One run is used as it was trained; several are
-an `Ensemble` of their probabilities. `--tta` wraps either.
+for all of that configuration's finished runs (its seeds and folds). One run is used as it was trained;
+several are an `Ensemble` of their probabilities. `--tta` wraps either.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torch import nn
 
 from harness.config import Resolved, RunConfig
 from harness.data.dataset import SegmentationData
-from harness.data.splits import split
+from harness.data.folds import run_split
 from harness.errors import HarnessError
 from harness.inference.device import eval_batch_size, pick_amp_dtype, pick_device
 from harness.inference.ensemble import RAW, Ensemble, Member, multiple_of
@@ -176,9 +176,9 @@ def combine(loaded: list[Any], *, tta: str = "none", weights: list[float] | None
 
 
 def validation_data(resolved: Resolved) -> SegmentationData:
-    """The run's validation images and masks: its dataset split again with its seed (`split` depends only
-    on the masks, the fraction, the seed and the classes, so this is the split the run validated on)."""
+    """The run's validation images and masks: its dataset split again with its seed (`run_split` depends
+    only on the data, its settings and the seed, so this is the split or fold the run validated on)."""
     data = load_data(resolved)
     cfg = resolved.config
-    _, val_idx = split(data.masks, cfg.data.val_fraction, cfg.seed, data.num_classes)
+    _, val_idx = run_split(data, cfg.data, cfg.seed)
     return data.subset(torch.as_tensor(val_idx))

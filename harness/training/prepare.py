@@ -23,9 +23,9 @@ from harness.augment.backend import Augmentation
 from harness.config import Resolved
 from harness.data.dataset import SegmentationData, load_npz
 from harness.data.distance import signed_distance_maps
+from harness.data.folds import run_split
 from harness.data.inspect import clean as clean_outliers
 from harness.data.inspect import inspect as inspect_data
-from harness.data.splits import split
 from harness.errors import ConfigError, DataError
 from harness.inference.cost import count_params, forward_gflops
 from harness.inference.device import pick_amp_dtype, pick_device
@@ -95,7 +95,7 @@ def prepare(resolved: Resolved, world: World = SINGLE) -> Prepared:
     seed_everything(cfg.seed)
     device = world.device or pick_device(cfg.train.device)
     data = load_data(resolved)
-    train_idx, val_idx = split(data.masks, cfg.data.val_fraction, cfg.seed, data.num_classes)
+    train_idx, val_idx = run_split(data, cfg.data, cfg.seed)
     _check_labelled(data, train_idx, val_idx, cfg.data.ignore_index)
     balance = resolved.balancer.build(resolved.balancer_params)
     balanced = balance(

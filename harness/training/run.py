@@ -231,6 +231,7 @@ def _start(store: RunStore, run_id: str, resolved, prep, config_dict: dict, excl
         gflops=prep.gflops,
         class_names=list(prep.data.class_names),
         exclusive=exclusive,
+        fold=cfg.data.fold,
     )
 
 

@@ -62,3 +62,19 @@ def test_loggers_are_checked_with_a_suggestion_and_kept_once_in_order():
     with pytest.raises(ValidationError, match="unknown logger 'tensorbord'.*tensorboard"):
         LogConfig(loggers=["tensorbord"])
     assert LogConfig(loggers=["mlflow", "csv", "mlflow"]).loggers == ["mlflow", "csv"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        ({"folds": 1}, "greater than or equal to 2"),
+        ({"fold": 0}, "fold 0 needs folds"),
+        ({"folds": 5, "fold": 5}, "fold 5 is not one of 0..4"),
+        ({"folds": 5, "fold": -1}, "greater than or equal to 0"),
+        ({"groups": "sites"}, "'none', 'file' or 'auto'"),
+    ],
+)
+def test_folds_and_groups_are_checked(settings, match):
+    with pytest.raises(ValidationError, match=match):
+        DataConfig(**settings)
+    assert DataConfig(folds=5, fold=4).fold == 4

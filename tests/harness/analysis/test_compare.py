@@ -107,3 +107,22 @@ def test_unknown_key_and_missing_per_image_file_are_refused(store):
         compare(store, "nope", "new-run")
     with pytest.raises(HarnessError, match=f"old-run \\(finished\\) has no {PER_IMAGE_NAME}"):
         compare(store, "old-run", "new-run")
+
+
+def test_fold_trained_groups_pair_by_seed_and_fold(store):
+    for fold in (0, 1, 2):  # the folds validated other images, so only the same fold pairs
+        rows = np.arange(fold, 360, 3)
+        add_run(
+            store, f"a-f{fold}", per_image(0.7, seed=fold), config_hash="aaaa1111", fold=fold, indices=rows
+        )
+        if fold < 2:
+            b = per_image(0.8, seed=10 + fold)
+            add_run(store, f"b-f{fold}", b, config_hash="bbbb2222", fold=fold, indices=rows)
+    result = compare(store, "aaaa", "bbbb", resamples=200)
+    assert result.pairs == 2 and result.seeds == [0, 0] and result.folds == [0, 1]
+    assert result.to_dict()["folds"] == [0, 1]
+    per_fold = [
+        miou_batch(per_image(0.8, seed=10 + f).sum(0)) - miou_batch(per_image(0.7, seed=f).sum(0))
+        for f in (0, 1)
+    ]
+    assert result.difference == pytest.approx(np.mean(per_fold))

@@ -11,8 +11,11 @@ def test_data_inspect_json_and_preview_sheet(capsys, tmp_path, store_path):
     code, out, err = run_cli(capsys, "data", "inspect", "synthetic", "--format", "json")
     assert code == 0, err
     report = json.loads(out)
-    assert {"classes", "duplicate_mask_groups", "outliers", "summary"} <= set(report)
+    assert {"classes", "duplicate_mask_groups", "outliers", "summary", "neighbours"} <= set(report)
     assert report["summary"]["images"] == 512
+    assert {"edge_pairs", "hash_pairs", "groups", "largest_group"} <= set(report["neighbours"])
+    code, out, _ = run_cli(capsys, "data", "inspect", "synthetic")
+    assert code == 0 and "neighbour pairs" in out and "near-duplicate pairs" in out
 
     sheet = tmp_path / "sheet.png"
     code, out, err = run_cli(

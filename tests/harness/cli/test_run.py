@@ -7,6 +7,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 
 from tests_support import TINY_ARGS, assert_bad_input, run_cli
 
@@ -69,3 +70,49 @@ def test_clean_outliers_setting_is_accepted(capsys, store_path):
     assert code == 0, err
     other = store_path.parent.parent / "other" / "x.sqlite"
     assert_bad_input(capsys, other, "run", "--set", "data.clean=aliens", match="data.clean")
+
+
+def _grouped_npz(tmp_path) -> str:
+    rng = np.random.default_rng(0)
+    train = np.stack([rng.integers(0, 256, (12, 8, 8)), rng.integers(0, 5, (12, 8, 8))], axis=1)
+    path = tmp_path / "grouped.npz"
+    np.savez(path, training_set=train.astype(np.uint8), groups=np.repeat([0, 1], 6))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("flags", "match"),
+    [
+        (["--folds", "1"], "data.folds"),
+        (["--fold", "1"], "fold 1 needs folds"),
+        (["--folds", "3", "--fold", "3"], "fold 3 is not one of 0..2"),
+        (["--folds", "25"], "25 folds need at least 25 images, it has 24"),
+        (["--folds", "3", "--data", "GROUPED"], "need at least 3 groups, it has 2: a fold would be empty"),
+    ],
+)
+def test_fold_settings_that_cannot_work_are_one_line_and_store_nothing(
+    capsys, store_path, tmp_path, flags, match
+):
+    argv = ["--epochs", "1", "--data", _grouped_npz(tmp_path)] if "GROUPED" in flags else TINY_ARGS
+    flags = [flag for flag in flags if flag not in ("--data", "GROUPED")]
+    assert_bad_input(capsys, store_path, "run", *argv, *flags, match=match)
+
+
+def test_run_folds_trains_every_fold_as_runs_of_one_configuration(capsys, store_path):
+    store = ["--store", str(store_path)]
+    code, out, err = run_cli(capsys, "run", *TINY_ARGS, "--folds", "2", *store)
+    assert code == 0, err
+    assert out.count(" finished: val mIoU") == 2 and "on fold 1 of 2" in out
+    code, out, _ = run_cli(capsys, "leaderboard", "--format", "json", *store)
+    (row,) = json.loads(out)
+    assert row["n"] == 2 and sorted(row["folds"]) == [0, 1] and row["miou_oof"] is not None
+    validated = []
+    for run_id in row["run_ids"]:
+        with np.load(store_path.parent / run_id / "val_per_image.npz") as files:
+            validated += files["indices"].tolist()
+    assert sorted(validated) == list(range(24))  # each image validated by exactly one fold
+    out_csv = store_path.parent / "submission.csv"
+    code, _, err = run_cli(
+        capsys, "predict", row["config"], "--data", "synthetic", "--out", str(out_csv), *store
+    )
+    assert code == 0 and "ensemble of 2 runs" in err, err  # the fold models, probabilities averaged

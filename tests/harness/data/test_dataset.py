@@ -249,3 +249,20 @@ def test_subset_keeps_test_images_and_reidentifies(tmp_path):
         assert part.test_images is full.test_images
         assert part.dataset_id != full.dataset_id
     assert full.subset(np.arange(6)).dataset_id == full.dataset_id
+
+
+def test_groups_are_loaded_and_follow_a_subset(tmp_path):
+    for groups in (np.array([0, 0, 1, 1, 2, 2]), np.array(["a", "a", "b", "b", "c", "c"])):
+        data = load_npz(_save(tmp_path, training_set=_training_set(), groups=groups))
+        assert np.array_equal(data.groups, groups)
+        assert np.array_equal(data.subset(torch.tensor([1, 4])).groups, groups[[1, 4]])
+    assert load_npz(_save(tmp_path, training_set=_training_set())).groups is None
+
+
+@pytest.mark.parametrize(
+    ("groups", "found"),
+    [(np.arange(5), "shape (5,)"), (np.zeros(6), "dtype float64"), (np.zeros((6, 1), dtype=int), "(6, 1)")],
+)
+def test_a_groups_array_of_the_wrong_length_or_dtype_is_one_line(tmp_path, groups, found):
+    message = _load_error(_save(tmp_path, training_set=_training_set(), groups=groups))
+    assert "key 'groups' must be (6,) integers or strings" in message and found in message

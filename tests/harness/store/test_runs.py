@@ -6,7 +6,16 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.store import SCHEMA_VERSION, Heartbeat, RunNotFound, RunStore, StoreError, StoreNotFound
+from harness.store import (
+    SCHEMA_VERSION,
+    Heartbeat,
+    RunClaimed,
+    RunNotFound,
+    RunStore,
+    StoreError,
+    StoreNotFound,
+)
+from tests_support import start_fields
 
 CLASSES = ["background", "soil", "bedrock", "sand", "big rock"]
 METRICS = {
@@ -111,7 +120,7 @@ def test_finished_hashes(store: RunStore) -> None:
     start(store, "c", config_hash="h2", seed=0)
     store.finish_run("a", status="finished")
     store.finish_run("b", status="failed")
-    assert store.finished_hashes() == {("h1", 0)}
+    assert store.finished_hashes() == {("h1", 0, None)}
 
 
 def test_prefix_lookup(store: RunStore) -> None:
@@ -277,7 +286,7 @@ def test_numpy_scalars_are_stored_as_plain_numbers(store: RunStore) -> None:
     got = (run["params"], run["gflops"], run["seed"], run["epochs"], run["wall_time"])
     assert got == (42, 1.5, 3, 2, 9.0)
     assert run["metrics"] == {"miou_an2dl": 0.5, "iou": {"soil": 0.25}}
-    assert store.finished_hashes() == {("abc123", 3)}
+    assert store.finished_hashes() == {("abc123", 3, None)}
 
 
 def test_the_heartbeat_of_a_run_beats_this_stores_file(tmp_path):
@@ -285,3 +294,15 @@ def test_the_heartbeat_of_a_run_beats_this_stores_file(tmp_path):
     with RunStore(tmp_path / "s.sqlite") as store:
         beat = store.heartbeat("r1")
     assert isinstance(beat, Heartbeat) and (beat.path, beat.run_id) == (store.path, "r1")
+
+
+def test_folds_are_separate_claims_and_separate_finished_keys(store: RunStore) -> None:
+    store.start_run(**start_fields("f0", config_hash="h", fold=0), exclusive=True)
+    store.start_run(**start_fields("f1", config_hash="h", fold=1), exclusive=True)  # another fold: free
+    with pytest.raises(RunClaimed, match="seed 0 fold 0 is already running as run f0"):
+        store.start_run(**start_fields("again", config_hash="h", fold=0), exclusive=True)
+    store.start_run(**start_fields("plain", config_hash="h"), exclusive=True)  # no folds: its own claim
+    for run_id in ("f0", "f1", "plain"):
+        store.finish_run(run_id, status="finished")
+    assert store.finished_hashes() == {("h", 0, 0), ("h", 0, 1), ("h", 0, None)}
+    assert store.get_run("f1")["fold"] == 1 and store.get_run("plain")["fold"] is None

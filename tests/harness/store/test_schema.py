@@ -111,3 +111,22 @@ def test_a_version_1_store_gains_heartbeats_and_keeps_its_runs(tmp_path):
         assert store._require().execute("PRAGMA user_version").fetchone()[0] == store_schema.SCHEMA_VERSION
         (reaped,) = store.reap_stale()  # a run left 'running' by an old harness: its creation is its beat
         assert reaped["run_id"] == "old" and store.get_run("old")["status"] == "interrupted"
+
+
+def test_a_version_2_store_gains_the_fold_column_its_runs_none(tmp_path):
+    path = tmp_path / "v2.sqlite"
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        conn.executescript(MIGRATIONS[1] + ";" + MIGRATIONS[2])
+        conn.execute(
+            "INSERT INTO runs (run_id, created, status, config, config_hash, seed, arch, loss, balancer, "
+            "dataset_id, device, torch_version, class_names) VALUES ('old', '2025-01-01T00:00:00+00:00', "
+            "'finished', '{}', 'h', 0, 'unet', 'ce', 'none', 'd', 'cpu', '2', '[]')"
+        )
+        conn.execute("PRAGMA user_version = 2")
+    with RunStore(path, create=False) as reader:  # read as it is: no fold column, the runs have no fold
+        assert reader.get_run("old")["fold"] is None and reader.finished_hashes() == {("h", 0, None)}
+    with RunStore(path) as store:
+        assert store.version == 3 and store.get_run("old")["fold"] is None
+    with closing(sqlite3.connect(path)) as conn:
+        indexes = {row[1] for row in conn.execute("PRAGMA index_list(runs)")}
+    assert "runs_hash_seed_fold" in indexes and "runs_hash_seed" not in indexes

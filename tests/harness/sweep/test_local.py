@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from tests_support import TINY_ARGS, run_cli
+from harness.store import RunStore
+from tests_support import TINY_ARGS, run_cli, start_fields
 
 GRID = ["--arch", "unet,attunet", "--loss", "ce,dice", "--balancer", "none,classweights"]
 TINY = TINY_ARGS  # the tiny run of tests_support; --no-progress suits a sweep too
@@ -117,3 +118,34 @@ def test_one_failing_run_does_not_stop_the_sweep(capsys, store_path, third_party
     # The failed configuration is tried again on the next invocation; the finished one is not.
     code, out, _ = run_cli(capsys, "sweep", "--arch", "crashy,unet", *TINY, *store, "--no-progress")
     assert "1 skipped" in out and "1 failed" in out
+
+
+def test_a_killed_five_fold_sweep_rerun_trains_only_the_missing_folds(capsys, store_path):
+    store = ["--store", str(store_path)]
+    folds = ["--folds", "5", *TINY, *store, "--format", "json"]
+    code, out, err = run_cli(capsys, "sweep", *folds, "--dry-run")
+    assert code == 0, err
+    (planned,) = {p.resolved.hash for p in tiny_plan()}
+    assert {r["config"] for r in json.loads(out)} == {planned[:8]}  # the command plans the same runs
+    with RunStore(store_path) as runs:  # what the killed sweep left: folds 1 and 3 done, fold 2 cut short
+        for fold, status in ((1, "finished"), (3, "finished"), (2, "interrupted")):
+            runs.start_run(**start_fields(f"old-{fold}", config_hash=planned, fold=fold))
+            runs.finish_run(f"old-{fold}", status=status)
+    code, out, err = run_cli(capsys, "sweep", *folds)
+    assert code == 0, err
+    statuses = {o["fold"]: o["status"] for o in json.loads(out)}
+    assert statuses == {0: "finished", 1: "skipped", 2: "finished", 3: "skipped", 4: "finished"}
+    with RunStore(store_path) as runs:
+        finished = [r for r in runs.list_runs(status="finished") if r["config_hash"] == planned]
+    assert sorted(r["fold"] for r in finished) == [0, 1, 2, 3, 4]  # each fold exactly once
+    assert {r["run_id"] for r in finished if r["fold"] in (1, 3)} == {"old-1", "old-3"}
+
+
+def tiny_plan():
+    """The plan of a sweep of TINY with `--folds 5`."""
+    from harness.plugins import load_plugins
+    from harness.sweep.plan import plan
+
+    settings = ["data.folds=5", "train.epochs=1", "train.batch_size=8", "train.eval_batch_size=16"]
+    params = {"arch": ["width=4", "depth=2"], "loss": [], "balancer": [], "data": ["n=24", "test_n=3"]}
+    return plan({}, load_plugins(), settings=settings, plugin_params=params)

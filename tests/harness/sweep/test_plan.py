@@ -59,3 +59,22 @@ def test_bad_name_anywhere_in_the_grid_fails_before_anything_runs(capsys, store_
     assert "unetp" in err and "did you mean 'unetpp'" in err
     assert len(err.strip().splitlines()) == 1
     assert not store_path.exists()
+
+
+def test_folds_multiply_configurations_and_seeds_into_runs_of_one_hash_per_configuration():
+    registry = load_plugins()
+    base = {"data": {"folds": 3, "params": {"n": 24}}}
+    runs = plan(base, registry, archs=["unet", "segnet"], seeds=2)
+    assert len(runs) == 12 and len({r.key for r in runs}) == 12
+    assert len({r.resolved.hash for r in runs}) == 2  # seeds and folds share a config hash
+    assert Counter(r.config.data.fold for r in runs) == {0: 4, 1: 4, 2: 4}
+    assert "seed 1 · fold 2" in runs[-1].label
+    (one,) = plan({"data": {"folds": 3, "fold": 1, "params": {"n": 24}}}, registry)
+    assert one.key == (runs[1].resolved.hash, 0, 1)
+
+
+def test_folds_that_cannot_be_made_fail_before_anything_runs(capsys, store_path):
+    code, _, err = run_cli(capsys, "sweep", "--folds", "30", *TINY, "--store", str(store_path))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "30 folds need at least 30 images, it has 24" in err
+    assert not store_path.exists()
