@@ -10,7 +10,14 @@ import json
 
 from pydantic import BaseModel
 
-_LATER_TRAIN_SETTINGS = {"sync_bn": False, "schedule": "plateau", "onecycle_pct": 0.25, "val_tta": "none"}
+_LATER_TRAIN_SETTINGS = {
+    "sync_bn": False,
+    "schedule": "plateau",
+    "onecycle_pct": 0.25,
+    "val_tta": "none",
+    "ema": False,
+    "ema_decay": 0.999,
+}
 
 
 def config_hash(resolved: BaseModel, revisions: dict[str, int] | None = None) -> str:

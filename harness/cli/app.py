@@ -26,6 +26,7 @@ from harness.cli import (
     report,
     run,
     sweep,
+    tune,
 )
 from harness.cli import list as list_
 from harness.cli.options import error_console
@@ -41,6 +42,7 @@ DISTRIBUTION = "segharness"  # the name on the package index; the import package
 COMMANDS: dict[str, ModuleType] = {
     "run": run,
     "sweep": sweep,
+    "tune": tune,
     "list": list_,
     "leaderboard": leaderboard,
     "predict": predict,
