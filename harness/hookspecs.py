@@ -113,8 +113,7 @@ def harness_best_epoch(run: RunInfo, epoch: int, sample: Callable[[], tuple[Any,
 
 @hookspec
 def harness_run_end(run: RunInfo, status: str, metrics: dict[str, Any] | None) -> None:
-    """Called once when a run ends, whatever its status ('finished', 'failed', 'interrupted', 'diverged'
-    or 'pruned').
+    """Called once when a run ends, whatever its status (finished, failed, interrupted, diverged, pruned).
 
     `metrics` is the best epoch's validation metrics (None when the run failed before any).
     """

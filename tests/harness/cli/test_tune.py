@@ -4,10 +4,14 @@ study), and the search space's bad input: one line, exit 2, nothing written, bef
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from harness.config import read_toml
+from harness.plugins import load_plugins
 from harness.store import RunStore
+from harness.tune.space import check_space, parse_tune
 from tests_support import add_run, assert_bad_input, run_cli
 
 TINY_FILE = """
@@ -81,3 +85,17 @@ def test_tune_needs_a_tune_file(capsys, tmp_path, store_path):
     plain = tmp_path / "plain.toml"
     plain.write_text("[train]\nepochs = 1\n")
     assert_bad_input(capsys, store_path, "tune", "--config", str(plain), match="[tune] table")
+
+
+@pytest.mark.parametrize("name", ["tune-mars-10min.toml", "tune-mars-4epochs.toml"])
+def test_the_example_studies_are_valid(registry_for_examples, name):
+    tree = read_toml(Path(__file__).parents[3] / "examples" / name)
+    settings, space = parse_tune(tree)
+    base = {k: v for k, v in tree.items() if k != "tune"}
+    check_space(space, base, registry_for_examples, [], {})  # on the synthetic data: no Mars file needed
+    assert settings.trials >= 30
+
+
+@pytest.fixture(scope="module")
+def registry_for_examples():
+    return load_plugins()
