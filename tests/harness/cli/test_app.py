@@ -93,6 +93,13 @@ def test_the_handler_of_the_named_command_runs(capsys, monkeypatch):
             "harness: sweep interrupted: run r1 recorded as 'interrupted'; rerun the same command to train "
             "what is missing",
         ),
+        (
+            "tune",
+            "run_id",
+            130,
+            "harness: tune interrupted: run r1 recorded as 'interrupted'; rerun the same command to train "
+            "what is missing",
+        ),
     ],
 )
 def test_an_interrupted_command_prints_one_line_and_its_exit_code(
