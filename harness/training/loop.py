@@ -124,7 +124,7 @@ def run_loop(
         if world.is_main:
             save_epoch(info, prep, optimizer, schedule, state, per_image, improved, average)
         if improved and getattr(registry.hook.harness_best_epoch, "get_hookimpls", list)():
-            sample = functools.cache(lambda: best_sample(resolved, prep))  # computed only if a plugin asks
+            sample = functools.cache(lambda: best_sample(resolved, prep, average=average))  # if a plugin asks
             registry.hook.harness_best_epoch(run=info, epoch=epoch, sample=sample)
         if progress is not None:
             progress.epoch_line({**values, "val_miou": current, "val_miou_fg": metrics.miou_fg}, improved)
@@ -312,11 +312,12 @@ def validate(resolved: Resolved, prep: Prepared, net: nn.Module):
     return metrics, float(loss_sum) / max(count, 1), per_image
 
 
-def best_sample(resolved: Resolved, prep: Prepared, rows: int = 8):
-    """(images, masks, predictions) of the first `rows` validation images, uint8 numpy (N, H, W) arrays."""
+def best_sample(resolved: Resolved, prep: Prepared, rows: int = 8, average: WeightAverage | None = None):
+    """(images, masks, predictions) of the first `rows` validation images, uint8 numpy (N, H, W) arrays;
+    predicted by the weights validation scored (the average under train.ema)."""
     images, masks = prep.val_images[:rows], prep.val_masks[:rows]
     predictions = predict_masks(
-        prep.model,
+        prep.model if average is None else average.model,
         images,
         norm=prep.norm,
         multiple=resolved.multiple,

@@ -79,10 +79,10 @@ def execute(
     Everything that can fail on bad input (data, plugins, device) happens before the store is opened,
     so bad input never writes to it. Opening it marks runs of killed processes (stale heartbeat)
     'interrupted'. Ctrl-C (and SIGTERM, through the CLI) records the run as 'interrupted' (keeping its
-    checkpoints) and re-raises; a NaN/inf training loss records it as 'diverged' and returns, an epoch-end
-    hook raising `Pruned` as 'pruned'; running out
-    of device memory records it as 'failed' and raises `OutOfMemory` naming the setting to lower; any
-    other exception in training records it as 'failed' and re-raises.
+    checkpoints) and re-raises; a NaN/inf training loss records it as 'diverged' and returns, and so does
+    an epoch-end hook raising `Pruned` (recorded 'pruned'); running out of device memory records it as
+    'failed' and raises `OutOfMemory` naming the setting to lower; any other exception in training records
+    it as 'failed' and re-raises.
 
     Under torchrun (WORLD_SIZE > 1) every rank calls this: the run is trained with DDP and recorded once,
     by rank 0; every rank returns the same result.
