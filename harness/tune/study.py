@@ -62,15 +62,18 @@ def open_study(
     """The study named `settings.study` in the storage beside the store (created on first use)."""
     storage_path(store_path).parent.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the CLI prints one line per trial instead
-    sampler = optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=settings.startup_trials)
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=settings.study,
         storage=storage(store_path),
-        sampler=sampler,
         pruner=pruner or optuna.pruners.NopPruner(),
         direction="maximize",
         load_if_exists=True,
     )
+    # Seeded by the trials so far: a resumed study's random startup trials would otherwise draw the very
+    # points the first session drew (the seed restarts the sampler's stream).
+    seed = settings.seed + len(study.get_trials(deepcopy=False))
+    study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=settings.startup_trials)
+    return study
 
 
 def study_run_ids(store_path: Path, study: str) -> dict[str, int]:

@@ -132,3 +132,13 @@ def test_a_trial_a_killed_process_left_running_is_run_again(make_tuning, store_p
     )
     assert study.get_trials()[2].system_attrs["fixed_params"] == killed.params
     assert counted(study) == 0
+
+
+def test_a_resumed_study_does_not_draw_the_first_sessions_points_again(make_tuning, store_path):
+    settings = make_tuning(startup_trials=5).settings  # random startup trials: the seed decides them
+    lr = {"train.lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True)}
+    first = open_study(settings, store_path)
+    drawn = first.ask(lr)
+    first.tell(drawn, 0.5)
+    again = open_study(settings, store_path).ask(lr)
+    assert again.params != drawn.params
