@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt $(EXAMPLE)/pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip uninstall -qq -y harness  # the distribution's old name (now segharness), if there
 	rm -rf harness.egg-info  # its metadata in the tree: on sys.path it would still announce a second `harness` script
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,ray,log,export]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,ray,log,export,tune]"
 	$(BIN)/python -m pip install -q -c constraints.txt -e $(EXAMPLE)
 	touch $(STAMP)
 

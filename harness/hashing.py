@@ -15,7 +15,14 @@ from pydantic import BaseModel
 # out: the folds of one configuration are runs of it, like its seeds (data.folds stays in: 5-fold is another
 # experiment than a val_fraction split).
 _LATER_DATA_SETTINGS = {"folds": None, "groups": "file"}
-_LATER_TRAIN_SETTINGS = {"sync_bn": False, "schedule": "plateau", "onecycle_pct": 0.25, "val_tta": "none"}
+_LATER_TRAIN_SETTINGS = {
+    "sync_bn": False,
+    "schedule": "plateau",
+    "onecycle_pct": 0.25,
+    "val_tta": "none",
+    "ema": False,
+    "ema_decay": 0.999,
+}
 
 
 def config_hash(resolved: BaseModel, revisions: dict[str, int] | None = None) -> str:

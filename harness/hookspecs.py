@@ -93,6 +93,8 @@ def harness_epoch_end(run: RunInfo, epoch: int, values: dict[str, Any]) -> None:
     `run` is the run (as in harness_run_start); `epoch` counts from 1.
     `values` holds train_loss, val_loss, val_miou (an2dl), val_miou_fg, val_iou, lr, seconds and img_s.
     val_iou is a dict: class name -> that class's IoU (None where undefined, as for the ignored class).
+    The one way a lifecycle hook may change a run: raising `harness.training.state.Pruned` here stops it
+    after this epoch, recorded 'pruned' with its best epoch and checkpoints (how `harness tune` prunes).
     """
 
 
@@ -111,7 +113,7 @@ def harness_best_epoch(run: RunInfo, epoch: int, sample: Callable[[], tuple[Any,
 
 @hookspec
 def harness_run_end(run: RunInfo, status: str, metrics: dict[str, Any] | None) -> None:
-    """Called once when a run ends, whatever its status ('finished', 'failed', 'interrupted' or 'diverged').
+    """Called once when a run ends, whatever its status (finished, failed, interrupted, diverged, pruned).
 
     `metrics` is the best epoch's validation metrics (None when the run failed before any).
     """

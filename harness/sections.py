@@ -153,6 +153,12 @@ class TrainConfig(Strict):
         "flips or d4 (90° turns on square frames only), softmax probabilities averaged; none by default.",
     )
     early_stop_patience: int = Field(8, ge=1, description="Epochs without mIoU gain before stopping.")
+    ema: bool = Field(
+        False,
+        description="Keep an exponential moving average of the weights; validation, checkpoints and "
+        "predict use it (decay per step min(ema_decay, (1+t)/(10+t)), BatchNorm statistics averaged too).",
+    )
+    ema_decay: float = Field(0.999, gt=0, lt=1, description="train.ema: the largest decay per step.")
     deep_supervision_weights: list[float] | None = Field(
         None, description="Loss weight per deep-supervision output, coarse to final (None: equal)."
     )

@@ -26,6 +26,7 @@ from harness.cli import (
     report,
     run,
     sweep,
+    tune,
 )
 from harness.cli import list as list_
 from harness.cli.options import error_console
@@ -41,6 +42,7 @@ DISTRIBUTION = "segharness"  # the name on the package index; the import package
 COMMANDS: dict[str, ModuleType] = {
     "run": run,
     "sweep": sweep,
+    "tune": tune,
     "list": list_,
     "leaderboard": leaderboard,
     "predict": predict,
@@ -101,9 +103,9 @@ def interrupted_line(exc: KeyboardInterrupt, command: str | None) -> str:
     """One line: what stopped us, what was recorded, how to go on."""
     what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
     run_id = getattr(exc, "run_id", None)
-    if command == "sweep":
+    if command in ("sweep", "tune"):  # both resume by running the same command again
         recorded = f"run {run_id} recorded as 'interrupted'; " if run_id else ""
-        return f"harness: sweep {what}: {recorded}rerun the same command to train what is missing"
+        return f"harness: {command} {what}: {recorded}rerun the same command to train what is missing"
     if run_id:
         return (
             f"harness: {what}: run {run_id} recorded as 'interrupted'; "

@@ -23,7 +23,7 @@ from leaderboard.table import (
     render,
 )
 
-STATUSES = ("finished", "failed", "interrupted", "diverged", "running", "all")
+STATUSES = ("finished", "failed", "interrupted", "diverged", "pruned", "running", "all")
 
 
 def add_parser(sub) -> None:
@@ -57,8 +57,8 @@ def add_parser(sub) -> None:
         "--status",
         default="finished",
         choices=STATUSES,
-        help="finished (default), failed, interrupted, diverged, running or all; rows that did not "
-        "finish show their status and the first line of their error",
+        help="finished (default), failed, interrupted, diverged, pruned (harness tune), running or all; "
+        "rows that did not finish show their status and the first line of their error",
     )
     p.add_argument("--arch", help="only this architecture")
     p.add_argument("--loss", help="only this loss")
@@ -70,6 +70,11 @@ def add_parser(sub) -> None:
         "prefix, or the data column's text",
     )
     p.add_argument("--since", help="only runs started since an age (30m, 12h, 3d, 2w) or a date (2026-11-24)")
+    p.add_argument(
+        "--study",
+        metavar="NAME",
+        help="only the trials of this `harness tune` study (read from optuna.sqlite beside the store)",
+    )
     p.add_argument("--top", type=int, help="show only the first N rows (of each dataset)")
     p.add_argument(
         "--wide",
@@ -104,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
     if args.top is not None and args.top < 1:
         raise HarnessError(f"--top must be at least 1, got {args.top}")
     runs = api.runs(path, status, args.arch, args.loss, args.balancer, since)
+    if args.study is not None:
+        runs = study_runs(runs, path, args.study)
     registry = load_registry(args, error_console())
     labeller = Labeller(registry, DEFAULT_CHOICES)
     if args.data is not None:
@@ -140,3 +147,16 @@ def run(args: argparse.Namespace) -> int:
     if text is not None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
+
+
+def study_runs(runs: list[dict], path, study: str) -> list[dict]:
+    """The runs of a `harness tune` study's trials (the study maps its trials to run ids)."""
+    try:
+        from harness.tune.study import study_run_ids
+    except ModuleNotFoundError:
+        raise HarnessError("--study reads an Optuna study: pip install 'segharness[tune]'") from None
+    try:
+        ids = study_run_ids(path, study)
+    except ValueError as exc:
+        raise HarnessError(f"--study: {exc}") from None
+    return [run for run in runs if run["run_id"] in ids]

@@ -25,7 +25,8 @@ from harness.store.heartbeat import BEAT, Heartbeat, ago, lease_seconds, presume
 from harness.store.opening import open_store, retrying
 from harness.store.schema import clean, dumps, run_dict
 
-FINAL_STATUSES = frozenset({"finished", "failed", "interrupted", "diverged"})
+# pruned: a lifecycle hook stopped the run (harness tune's pruner)
+FINAL_STATUSES = frozenset({"finished", "failed", "interrupted", "diverged", "pruned"})
 _FILTERS = ("arch", "loss", "balancer", "status")
 
 

@@ -138,10 +138,11 @@ def save_last(
     scaler,
     normalisation: list[float],
     device: torch.device,
+    ema: dict[str, Any] | None = None,
 ) -> None:
     """The checkpoint `--resume` continues from: weights, optimizer (moments and step count), LR schedule,
-    GradScaler, loop state (`loop`, with its `epochs`) and RNG state after an epoch, written atomically
-    like best.pt."""
+    GradScaler, loop state (`loop`, with its `epochs`), the weight average (`train.ema`) and RNG state
+    after an epoch, written atomically like best.pt."""
     rng = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -155,6 +156,7 @@ def save_last(
         loop=loop,
         rng=rng,
         normalisation=normalisation,
+        **({} if ema is None else {"ema": ema}),
     )
 
 

@@ -44,6 +44,7 @@ from harness.training.checkpoints import (
     save_per_image,
 )
 from harness.training.distributed import SINGLE, World
+from harness.training.ema import WeightAverage, make_average
 from harness.training.prepare import Prepared
 from harness.training.schedule import OneCycleSchedule, PlateauSchedule, Schedule
 from harness.training.state import Budget, Diverged, LoopState
@@ -68,8 +69,11 @@ def run_loop(
     optimizer = make_optimizer(model, cfg.train, prep.device)
     per_epoch = steps_per_epoch(len(prep.train_images), cfg.train.batch_size, world)
     schedule = make_schedule(optimizer, cfg.train, per_epoch, budget)
+    average = make_average(model, cfg.train)  # train.ema: validated, saved and predicted from
     if last is not None:
         restore(last, model, optimizer, schedule, prep.scaler)
+        if average is not None and "ema" in last:
+            average.load_state_dict(last["ema"])
     if world.size > 1:
         net = world.wrap(model, find_unused_parameters=_has_unused_parameters(resolved, prep))
     else:
@@ -82,7 +86,7 @@ def run_loop(
             progress.start_epoch(epoch, state)
         state.phase = "training"
         train_loss, seen, seconds = train_one_epoch(
-            resolved, prep, net, optimizer, schedule, epoch, budget, progress
+            resolved, prep, net, optimizer, schedule, epoch, budget, progress, average
         )
         if not math.isfinite(train_loss) and (prep.scaler is None or not _finite_weights(model)):
             state.epochs = epoch  # under a GradScaler an overflowing step is skipped, not a divergence
@@ -91,7 +95,7 @@ def run_loop(
         state.train_seconds += seconds
         eval_started = time.monotonic()
         state.phase = "validation"
-        metrics, val_loss, per_image = validate(resolved, prep, net)
+        metrics, val_loss, per_image = validate(resolved, prep, net if average is None else average.model)
         budget.eval_seconds = time.monotonic() - eval_started
         state.epochs = epoch
         values = {
@@ -118,9 +122,9 @@ def run_loop(
         state.stale = 0 if improved else state.stale + 1
         schedule.step_epoch(current)
         if world.is_main:
-            save_epoch(info, prep, optimizer, schedule, state, per_image, improved)
+            save_epoch(info, prep, optimizer, schedule, state, per_image, improved, average)
         if improved and getattr(registry.hook.harness_best_epoch, "get_hookimpls", list)():
-            sample = functools.cache(lambda: best_sample(resolved, prep))  # computed only if a plugin asks
+            sample = functools.cache(lambda: best_sample(resolved, prep, average=average))  # if a plugin asks
             registry.hook.harness_best_epoch(run=info, epoch=epoch, sample=sample)
         if progress is not None:
             progress.epoch_line({**values, "val_miou": current, "val_miou_fg": metrics.miou_fg}, improved)
@@ -165,9 +169,18 @@ def _has_unused_parameters(resolved: Resolved, prep: Prepared) -> bool:
 
 
 def train_one_epoch(
-    resolved, prep: Prepared, net: nn.Module, optimizer, schedule, epoch: int, budget: Budget, progress
+    resolved,
+    prep: Prepared,
+    net: nn.Module,
+    optimizer,
+    schedule,
+    epoch: int,
+    budget: Budget,
+    progress,
+    average: WeightAverage | None = None,
 ):
     """One pass over a shuffled, freshly augmented training set. Returns (mean loss, images, seconds).
+    `average` (train.ema) follows the weights after every step.
 
     Batches are gathered by index from the uint8 tensors on the device and augmented there; the loss is
     summed on the device and read once, at the end: nothing in the step waits for the host.
@@ -207,6 +220,8 @@ def train_one_epoch(
             loss = compute_loss(resolved, net, prep.loss_fn, x, target, resolved.multiple, extra)
         optimizer.zero_grad(set_to_none=True)
         backward_and_step(loss, net, optimizer, cfg.grad_clip, prep.scaler)
+        if average is not None:
+            average.update(prep.model)
         loss_sum += loss.detach()
         seen += len(idx)
         if progress is not None:
@@ -297,11 +312,12 @@ def validate(resolved: Resolved, prep: Prepared, net: nn.Module):
     return metrics, float(loss_sum) / max(count, 1), per_image
 
 
-def best_sample(resolved: Resolved, prep: Prepared, rows: int = 8):
-    """(images, masks, predictions) of the first `rows` validation images, uint8 numpy (N, H, W) arrays."""
+def best_sample(resolved: Resolved, prep: Prepared, rows: int = 8, average: WeightAverage | None = None):
+    """(images, masks, predictions) of the first `rows` validation images, uint8 numpy (N, H, W) arrays;
+    predicted by the weights validation scored (the average under train.ema)."""
     images, masks = prep.val_images[:rows], prep.val_masks[:rows]
     predictions = predict_masks(
-        prep.model,
+        prep.model if average is None else average.model,
         images,
         norm=prep.norm,
         multiple=resolved.multiple,
@@ -317,14 +333,23 @@ def _nan_to_none(value: float) -> float | None:
 
 
 def save_epoch(
-    info: RunInfo, prep: Prepared, optimizer, schedule: Schedule, state: LoopState, per_image, improved: bool
+    info: RunInfo,
+    prep: Prepared,
+    optimizer,
+    schedule: Schedule,
+    state: LoopState,
+    per_image,
+    improved: bool,
+    average: WeightAverage | None = None,
 ) -> None:
-    """An epoch's checkpoints: best.pt and the per-image matrices when it improved, last.pt always."""
+    """An epoch's checkpoints: best.pt and the per-image matrices when it improved, last.pt always.
+    With train.ema best.pt holds the averaged weights (what was validated); last.pt the live ones and
+    the average."""
     model, norm, class_names = prep.model, [prep.norm.mean, prep.norm.std], list(prep.data.class_names)
     if improved:
         save_checkpoint(
             info.run_dir / CHECKPOINT_NAME,
-            model,
+            model if average is None else average.model,
             config=info.config,
             epoch=state.epochs,
             normalisation=norm,
@@ -341,4 +366,5 @@ def save_epoch(
         scaler=prep.scaler,
         normalisation=norm,
         device=prep.device,
+        ema=None if average is None else average.state_dict(),
     )

@@ -29,7 +29,7 @@ from harness.training.loop import run_loop, steps_per_epoch
 from harness.training.prepare import Prepared, check_distributed, prepare_on_device
 from harness.training.progress import ConsoleProgress
 from harness.training.signals import signals_deferred
-from harness.training.state import Budget, Diverged, LoopState
+from harness.training.state import Budget, Diverged, LoopState, Pruned
 
 log = logging.getLogger("harness")
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
@@ -80,9 +80,10 @@ def execute(
     Everything that can fail on bad input (data, plugins, device) happens before the store is opened,
     so bad input never writes to it. Opening it marks runs of killed processes (stale heartbeat)
     'interrupted'. Ctrl-C (and SIGTERM, through the CLI) records the run as 'interrupted' (keeping its
-    checkpoints) and re-raises; a NaN/inf training loss records it as 'diverged' and returns; running out
-    of device memory records it as 'failed' and raises `OutOfMemory` naming the setting to lower; any
-    other exception in training records it as 'failed' and re-raises.
+    checkpoints) and re-raises; a NaN/inf training loss records it as 'diverged' and returns, and so does
+    an epoch-end hook raising `Pruned` (recorded 'pruned'); running out of device memory records it as
+    'failed' and raises `OutOfMemory` naming the setting to lower; any other exception in training records
+    it as 'failed' and re-raises.
 
     Under torchrun (WORLD_SIZE > 1) every rank calls this: the run is trained with DDP and recorded once,
     by rank 0; every rank returns the same result.
@@ -165,6 +166,8 @@ def _train_recorded(
         raise
     except Diverged as exc:  # recorded, not raised: a sweep goes on and the CLI reports the status
         status, error = "diverged", str(exc)
+    except Pruned as exc:  # an epoch-end hook (harness tune's pruner) stopped it: recorded, not raised
+        status, error = "pruned", str(exc)
     except _OUT_OF_MEMORY as exc:
         error = _oom_message(run_id, cfg.train, state.phase)
         raise OutOfMemory(error) from exc

@@ -1,4 +1,5 @@
-"""What the loop has finished (LoopState), how long it may go on (Budget), and how it fails (Diverged).
+"""What the loop has finished (LoopState), how long it may go on (Budget), how it fails (Diverged) and how
+a hook stops it early (Pruned).
 
 The loop (`harness.training.loop`) updates these; the run (`harness.training.run`) records them, and
 an interrupt stores exactly the LoopState reached.
@@ -67,3 +68,8 @@ class Diverged(Exception):
     def __init__(self, epoch: int, loss: float):
         super().__init__(f"training loss became {loss} in epoch {epoch} (try a lower train.lr)")
         self.epoch = epoch
+
+
+class Pruned(Exception):
+    """Raised by an epoch-end hook (a tuner's pruner): the run stops there and is recorded 'pruned',
+    its best epoch, metrics and checkpoints kept (a sweep or study goes on)."""

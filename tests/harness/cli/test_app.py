@@ -48,7 +48,8 @@ def test_every_command_of_the_table_is_one_module_with_its_parser_and_handler():
     from harness.cli import app
 
     assert list(app.COMMANDS) == [
-        "run", "sweep", "list", "leaderboard", "predict", "evaluate", "export", "compare", "diff", "report",
+        "run", "sweep", "tune", "list", "leaderboard", "predict", "evaluate", "export", "compare", "diff",
+        "report",
         "check-plugin", "data", "bench",
     ]  # fmt: skip
     for name, module in app.COMMANDS.items():
@@ -90,6 +91,13 @@ def test_the_handler_of_the_named_command_runs(capsys, monkeypatch):
             "run_id",
             130,
             "harness: sweep interrupted: run r1 recorded as 'interrupted'; rerun the same command to train "
+            "what is missing",
+        ),
+        (
+            "tune",
+            "run_id",
+            130,
+            "harness: tune interrupted: run r1 recorded as 'interrupted'; rerun the same command to train "
             "what is missing",
         ),
     ],

@@ -1,0 +1,1 @@
+"""`harness tune`: Optuna studies over any setting (harness.tune.space, .study, .results)."""
