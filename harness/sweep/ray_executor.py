@@ -35,7 +35,9 @@ CANCEL_GRACE_S = 10.0
 LOCAL_OBJECT_STORE_BYTES = 256 * 2**20
 
 
-def ray_executor(address: str | None, cpus_per_run: float | None = None) -> Executor:
+def ray_executor(
+    address: str | None, cpus_per_run: float | None = None, gpus_per_run: float | None = None
+) -> Executor:
     """An executor (see harness.sweep.local.Executor) that trains each run as a Ray task.
 
     `address`: an existing cluster to join (`ray://head:10001`, `auto`, `host:6379`); None starts a local
@@ -56,7 +58,7 @@ def ray_executor(address: str | None, cpus_per_run: float | None = None) -> Exec
         RunStore(store_path).close()
         started_ray = _connect(ray, address)
         try:
-            _drive(ray, runs, store_path, registry, reporter, cpus)
+            _drive(ray, runs, store_path, registry, reporter, cpus, gpus_per_run)
         finally:
             if started_ray:
                 ray.shutdown()
@@ -96,10 +98,12 @@ def _connect(ray: Any, address: str | None) -> bool:
     return True
 
 
-def _task_options(ray: Any, cpus: float) -> dict[str, Any]:
+def _task_options(ray: Any, cpus: float, gpus: float | None = None) -> dict[str, Any]:
     # max_retries=0: Ray would rerun a task whose worker died, recording the same run twice.
     options: dict[str, Any] = {"num_cpus": cpus, "max_retries": 0}
-    if ray.cluster_resources().get("GPU", 0) > 0:
+    if gpus is not None:  # --gpus-per-run, fractional (0.25: four runs share a GPU)
+        options["num_gpus"] = gpus
+    elif ray.cluster_resources().get("GPU", 0) > 0:
         options["num_gpus"] = 1
     return options
 
@@ -111,11 +115,17 @@ def _plugin_selection(registry: Any) -> tuple[list[str], bool]:
 
 
 def _drive(
-    ray: Any, runs: list[PlannedRun], store_path: Path, registry: Any, reporter: SweepReporter, cpus: float
+    ray: Any,
+    runs: list[PlannedRun],
+    store_path: Path,
+    registry: Any,
+    reporter: SweepReporter,
+    cpus: float,
+    gpus: float | None = None,
 ) -> None:
     """Submit every run, then report each outcome as its task completes, in completion order."""
     blocked, autoload = _plugin_selection(registry)
-    task = ray.remote(train_task).options(**_task_options(ray, cpus))
+    task = ray.remote(train_task).options(**_task_options(ray, cpus, gpus))
     pending: dict[Any, tuple[PlannedRun, float]] = {}
     try:
         for planned in runs:
