@@ -123,59 +123,66 @@ def _drive(runs, store_path: Path, registry, reporter: SweepReporter, jobs: int,
         for worker in workers:
             worker.start()
     running: dict[int, tuple[int, float]] = {}  # pid -> (run index, started)
+    reported: set[int] = set()  # the run indices with an outcome
     try:
-        _collect(runs, workers, results, reporter, running)
+        _collect(runs, workers, results, reporter, running, reported)
     except KeyboardInterrupt:
-        _stop(workers, results, runs, reporter, running)
+        _stop(workers, results, runs, reporter, running, reported)
         raise
     finally:
         for worker in workers:
             worker.join(timeout=STOP_GRACE_S)
 
 
-def _collect(runs, workers, results, reporter: SweepReporter, running: dict) -> None:
+def _collect(runs, workers, results, reporter: SweepReporter, running: dict, reported: set) -> None:
     """Report each worker's messages until every run has an outcome."""
-    left = len(runs)
-    while left:
+    while len(reported) < len(runs):
         try:
-            message = results.get(timeout=0.5)
+            _handle(results.get(timeout=0.5), runs, reporter, running, reported)
         except queue.Empty:
-            left -= _lost(runs, workers, reporter, running)
-            continue
-        left -= _handle(message, runs, reporter, running)
+            gone = [worker for worker in workers if worker.exitcode is not None]
+            if any(worker.pid in running for worker in gone) or len(gone) == len(workers):
+                _drain(results, runs, reporter, running, reported)  # what it sent before it ended
+                _lost(runs, workers, reporter, running, reported)
 
 
-def _handle(message, runs, reporter: SweepReporter, running: dict) -> int:
+def _handle(message, runs, reporter: SweepReporter, running: dict, reported: set) -> None:
     kind, pid, index, payload = message
     if kind == "started":
         running[pid] = (index, time.monotonic())
         reporter.started(runs[index])
-        return 0
+        return
     running.pop(pid, None)
-    reporter.finished(Outcome(runs[index], **payload))
-    return 1
+    if index not in reported:
+        reported.add(index)
+        reporter.finished(Outcome(runs[index], **payload))
 
 
-def _lost(runs, workers, reporter: SweepReporter, running: dict) -> int:
-    """Runs whose worker died without reporting (killed, out of memory): failed. Returns how many, and
-    when every worker is gone, the runs nobody took as well."""
-    lost = 0
+def _drain(results, runs, reporter: SweepReporter, running: dict, reported: set) -> None:
+    while True:
+        try:
+            _handle(results.get(timeout=0.2), runs, reporter, running, reported)
+        except queue.Empty:
+            return
+
+
+def _lost(runs, workers, reporter: SweepReporter, running: dict, reported: set) -> None:
+    """Runs whose worker died without reporting (killed, out of memory) are failed; once every worker is
+    gone, so are the runs nobody took."""
     for worker in workers:
         if worker.exitcode is not None and worker.pid in running:
             index, started = running.pop(worker.pid)
+            reported.add(index)
             error = f"the worker process died (exit code {worker.exitcode})"
             reporter.finished(Outcome(runs[index], "failed", error=error, seconds=time.monotonic() - started))
-            lost += 1
     if all(worker.exitcode is not None for worker in workers) and not running:
-        reported = {id(o.planned) for o in reporter.result.outcomes}
-        for planned in runs:
-            if id(planned) not in reported:
+        for index, planned in enumerate(runs):
+            if index not in reported:
+                reported.add(index)
                 reporter.finished(Outcome(planned, "failed", error="no worker left to train it"))
-                lost += 1
-    return lost
 
 
-def _stop(workers, results, runs, reporter: SweepReporter, running: dict) -> None:
+def _stop(workers, results, runs, reporter: SweepReporter, running: dict, reported: set) -> None:
     """SIGTERM every worker, report what they record, then the runs still open as interrupted."""
     for worker in workers:
         if worker.exitcode is None:
@@ -184,7 +191,7 @@ def _stop(workers, results, runs, reporter: SweepReporter, running: dict) -> Non
     while time.monotonic() < deadline:
         alive = any(worker.exitcode is None for worker in workers)
         try:  # after the last worker is gone, what it sent before it ended is still in the queue
-            _handle(results.get(timeout=0.2), runs, reporter, running)
+            _handle(results.get(timeout=0.2), runs, reporter, running, reported)
         except queue.Empty:
             if not alive:
                 break

@@ -100,14 +100,16 @@ def test_workers_are_spawned_with_their_share_of_the_threads(monkeypatch):
 
 def test_a_worker_that_dies_fails_its_run_and_the_sweep_goes_on():
     runs = [SimpleNamespace(label=f"run {i}") for i in range(3)]
-    reporter = SweepReporter(3)
+    reporter, reported = SweepReporter(3), set()
     workers = [SimpleNamespace(pid=11, exitcode=-9), SimpleNamespace(pid=12, exitcode=None)]
     running = {11: (0, time.monotonic()), 12: (1, time.monotonic())}
-    assert packed._lost(runs, workers, reporter, running) == 1
+    packed._lost(runs, workers, reporter, running, reported)
     [outcome] = reporter.result.outcomes
     assert outcome.planned is runs[0] and outcome.status == "failed" and "exit code -9" in outcome.error
-    assert running == {12: (1, running[12][1])}  # the live worker's run is still its own
-    packed._handle(("done", 12, 1, {"status": "finished"}), runs, reporter, running)
+    assert list(running) == [12] and reported == {0}  # the live worker's run is still its own
+    packed._handle(("done", 12, 1, {"status": "finished"}), runs, reporter, running, reported)
+    packed._handle(("done", 11, 0, {"status": "finished"}), runs, reporter, running, reported)  # late
     workers[1].exitcode = 0
-    assert packed._lost(runs, workers, reporter, running) == 1  # nobody is left to train run 2
+    packed._lost(runs, workers, reporter, running, reported)  # nobody is left to train run 2
     assert [o.status for o in reporter.result.outcomes] == ["failed", "finished", "failed"]
+    assert reported == {0, 1, 2}  # every run once: the late message of run 0 was not counted again
