@@ -84,6 +84,7 @@ def test_fractional_resources_per_run_reach_the_task_options():
         def cluster_resources(self):
             return {"CPU": 8.0, "GPU": self.gpus}
 
-    assert ray_executor._task_options(FakeRay(1), 0.5, 0.25) == {"num_cpus": 0.5, "max_retries": 0, "num_gpus": 0.25}
-    assert ray_executor._task_options(FakeRay(1), 2) == {"num_cpus": 2, "max_retries": 0, "num_gpus": 1}
-    assert ray_executor._task_options(FakeRay(0), 1) == {"num_cpus": 1, "max_retries": 0}
+    options = ray_executor._task_options
+    assert options(FakeRay(1), 0.5, 0.25) == {"num_cpus": 0.5, "max_retries": 0, "num_gpus": 0.25}
+    assert options(FakeRay(1), 2) == {"num_cpus": 2, "max_retries": 0, "num_gpus": 1}
+    assert options(FakeRay(0), 1) == {"num_cpus": 1, "max_retries": 0}
