@@ -132,6 +132,9 @@ def _drive(runs, store_path: Path, registry, reporter: SweepReporter, jobs: int,
     finally:
         for worker in workers:
             worker.join(timeout=STOP_GRACE_S)
+        for channel in (tasks, results):  # end their feeder threads: none left behind in the driver
+            channel.close()
+            channel.cancel_join_thread()
 
 
 def _collect(runs, workers, results, reporter: SweepReporter, running: dict, reported: set) -> None:
