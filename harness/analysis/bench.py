@@ -8,7 +8,11 @@ the same images, in alternating repeats so that noise on a shared machine hits b
   CPU with numpy, the default AdamW;
 - the **harness path** is the loop's own `train_one_epoch` on a `Prepared` run: uint8 data resident
   on the device, batched on-device augmentation, bf16 autocast, channels_last, fused AdamW, one host sync
-  per epoch.
+  per epoch;
+- the **bare loop** is the model's own forward, backward and fused AdamW step on one pre-made batch in the
+  harness's dtype and memory format, nothing else: the limit the harness path can approach, so
+  `harness / bare` is the harness's own overhead on this device (the speed-up over the naive loop
+  depends on the CPU or GPU).
 
 (The two loops are harness.analysis.bench_loops; the command line and its tables are harness.cli.bench.)
 
@@ -34,7 +38,7 @@ from typing import Any
 
 import torch
 
-from harness.analysis.bench_loops import HarnessLoop, NaiveLoop, sync
+from harness.analysis.bench_loops import BareLoop, HarnessLoop, NaiveLoop, sync
 from harness.config import Resolved, build_config, resolve
 from harness.inference.device import eval_batch_size, pick_device
 from harness.inference.scoring import Normalisation, score
@@ -198,6 +202,7 @@ def bench_arch(
         prep.device,
         batch,
     )
+    bare = BareLoop(resolved, prep, copy.deepcopy(prep.model), settings.steps)
     harness = HarnessLoop(resolved, prep)
     harness.use_rows(batch * max(settings.warmup_steps, 1))
     on_step(f"{arch}: warm-up")
@@ -206,10 +211,15 @@ def bench_arch(
     compile_s = time.perf_counter() - started if settings.compile else None
     harness.use_rows(rows)
     _naive_warmup(naive, max(settings.warmup_steps, 1))
-    naive_t, harness_t, memory = Timing(), Timing(), {}
+    bare.steps, timed_steps = max(settings.warmup_steps, 1), bare.steps
+    bare.epoch()
+    bare.steps = timed_steps
+    naive_t, bare_t, harness_t, memory = Timing(), Timing(), Timing(), {}
     for repeat in range(settings.repeats):
         on_step(f"{arch}: naive loop, repeat {repeat + 1}/{settings.repeats}")
         naive_t.values.append(naive.epoch())
+        on_step(f"{arch}: bare loop, repeat {repeat + 1}/{settings.repeats}")
+        bare_t.values.append(bare.epoch())
         on_step(f"{arch}: harness, repeat {repeat + 1}/{settings.repeats}")
         with peak_memory(prep.device, memory_before) as mem:
             harness_t.values.append(harness.epoch())
@@ -221,8 +231,10 @@ def bench_arch(
     return {
         "arch": arch,
         **naive_t.summary("naive_img_s"),
+        **bare_t.summary("bare_img_s"),
         **harness_t.summary("harness_img_s"),
         "speedup": harness_t.median / naive_t.median,
+        "harness_over_bare": harness_t.median / bare_t.median,
         "infer_img_s": infer,
         "params": prep.params,
         "gflops": prep.gflops,

@@ -5,7 +5,10 @@
   with numpy, the default AdamW;
 - `HarnessLoop` is the training loop's own `train_one_epoch` on a `Prepared` run: uint8 data resident on
   the device, batched on-device augmentation, bf16 autocast, channels_last, fused AdamW, one host sync
-  per epoch.
+  per epoch;
+- `BareLoop` is the model's own cost on this device, the limit the harness path can approach: forward,
+  backward and a fused AdamW step on one pre-made batch of device tensors, in the harness's dtype and
+  memory format, with plain cross-entropy; no augmentation, no shuffling, no schedule, no clipping.
 
 Each `epoch()` returns the images per second of one pass.
 """
@@ -21,7 +24,7 @@ import torch
 from torch import nn
 
 from harness.augment.albumentations import load_albumentations
-from harness.inference.scoring import forward_logits, score
+from harness.inference.scoring import autocast_for, forward_logits, pad_masks, pad_to_multiple, score
 from harness.training.loop import compute_loss, make_optimizer, make_schedule, train_one_epoch
 from harness.training.prepare import Prepared
 from harness.training.state import Budget
@@ -90,6 +93,55 @@ class NaiveLoop:
                 self.confusion += _numpy_confusion(pred, y.cpu().numpy(), self.k)
             seen += len(x)
         return seen / (time.perf_counter() - started)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The bare loop: the model's own forward, backward and step
+
+
+class BareLoop:
+    """`steps` optimizer steps of `model` on one pre-made batch; `epoch()` returns img/s.
+
+    The batch is normalised, cast to the memory format of the harness and resident on the device before
+    the clock starts; the loss is the model's plainest (cross-entropy, averaged over deep-supervision
+    outputs; an instance-based model's own losses), under the harness's autocast dtype.
+    """
+
+    def __init__(self, resolved, prep: Prepared, model: nn.Module, steps: int):
+        self.resolved, self.model, self.steps, self.device = resolved, model, steps, prep.device
+        cfg = resolved.config
+        self.amp_dtype, self.multiple = prep.amp_dtype, resolved.multiple
+        self.ignore_index = cfg.data.ignore_index
+        self.optimizer = make_optimizer(model, cfg.train, prep.device)
+        rows = slice(0, cfg.train.batch_size)
+        images = prep.train_images[rows].to(prep.device)
+        self.x = prep.norm.apply(images, channels_last=cfg.train.channels_last)
+        self.target = prep.train_masks[rows].to(prep.device).long()
+        if resolved.arch.instance_based:  # its input padded once, here, not per step
+            self.x, _ = pad_to_multiple(self.x, self.multiple)
+            self.target = pad_masks(self.target, self.multiple, self.ignore_index)
+
+    def loss(self) -> torch.Tensor:
+        if self.resolved.arch.instance_based:
+            return sum(self.model(self.x, self.target).values())
+        out = forward_logits(self.model, self.x, self.multiple)
+        outs = out if isinstance(out, list) else [out]
+        cross_entropy = nn.functional.cross_entropy
+        losses = [cross_entropy(o.float(), self.target, ignore_index=self.ignore_index) for o in outs]
+        return sum(losses) / len(losses)
+
+    def epoch(self) -> float:
+        self.model.train()
+        sync(self.device)
+        started = time.perf_counter()
+        for _ in range(self.steps):
+            with autocast_for(self.device, self.amp_dtype):
+                loss = self.loss()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        sync(self.device)
+        return self.steps * len(self.x) / (time.perf_counter() - started)
 
 
 # ---------------------------------------------------------------------------------------------------------

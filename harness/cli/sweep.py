@@ -24,6 +24,7 @@ from harness.config import read_toml
 from harness.errors import HarnessError
 from harness.store import resolve_store_path
 from harness.sweep.local import SweepResult, local_executor, run_sweep
+from harness.sweep.packed import auto_jobs, packed_executor, parse_jobs
 from harness.sweep.plan import describe_plan, done_keys, plan, split_list
 from harness.sweep.progress import SweepLines, SweepProgress
 
@@ -62,6 +63,17 @@ def add_parser(sub) -> None:
         "recorded in this machine's store, its files sent back here (pip install 'segharness[ray]')",
     )
     p.add_argument("--address", help="Ray cluster to join (with --executor ray); default: start a local one")
+    p.add_argument(
+        "--jobs",
+        type=parse_jobs,
+        default=1,
+        help="train N runs at once here, each in a process with its share of the CPU cores (on one GPU, "
+        "N processes share it); auto: 4 per GPU, else one per 4 cores (default 1: one after another)",
+    )
+    p.add_argument("--cpus-per-run", type=float, help="--executor ray: CPUs of each run's task (1)")
+    p.add_argument(
+        "--gpus-per-run", type=float, help="--executor ray: GPUs of each run's task, e.g. 0.25 (1 if any)"
+    )
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")
     p.add_argument("--no-progress", action="store_true", help="no progress bars, one line per run")
     p.add_argument("--format", choices=("text", "json"), default="text", help="how to print the summary")
@@ -85,17 +97,31 @@ def run(args: argparse.Namespace) -> int:
         raise HarnessError("--address joins a Ray cluster; it needs --executor ray")
     if args.dry_run:
         return print_plan(describe_plan(runs, done_keys(store_path), registry), args.format)
-    executor = local_executor
-    if args.executor == "ray":
-        from harness.sweep.ray_executor import ray_executor
-
-        executor = ray_executor(args.address)
+    executor = pick_executor(args, len(runs))
     json_out = args.format == "json"
     view = SweepLines(stderr=json_out) if args.no_progress or json_out else SweepProgress()
     with view:  # Ctrl-C and SIGTERM end in cli.app.main, which says how to go on
         result = run_sweep(runs, store_path, registry, executor=executor, progress=view)
     print_summary(result, store_path, args.format)
     return EXIT_FAILED if result.failures else 0
+
+
+def pick_executor(args: argparse.Namespace, runs: int):
+    """The executor the flags ask for: Ray, N local worker processes, or one run after another here."""
+    ray_only = [flag for flag in ("cpus_per_run", "gpus_per_run") if getattr(args, flag) is not None]
+    if args.executor == "ray":
+        if args.jobs != 1:
+            raise HarnessError("--jobs packs runs on this machine; with --executor ray use --cpus-per-run")
+        for flag in ray_only:
+            if getattr(args, flag) <= 0:
+                raise HarnessError(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
+        from harness.sweep.ray_executor import ray_executor
+
+        return ray_executor(args.address, args.cpus_per_run, args.gpus_per_run)
+    if ray_only:
+        raise HarnessError(f"--{ray_only[0].replace('_', '-')} sizes Ray tasks; it needs --executor ray")
+    jobs = auto_jobs(args.device or "auto", runs) if args.jobs == "auto" else args.jobs
+    return packed_executor(jobs) if jobs > 1 else local_executor
 
 
 def print_plan(rows: list[dict[str, Any]], fmt: str) -> int:

@@ -39,7 +39,9 @@ CANCEL_GRACE_S = 10.0
 LOCAL_OBJECT_STORE_BYTES = 256 * 2**20
 
 
-def ray_executor(address: str | None, cpus_per_run: float | None = None) -> Executor:
+def ray_executor(
+    address: str | None, cpus_per_run: float | None = None, gpus_per_run: float | None = None
+) -> Executor:
     """An executor (see harness.sweep.local.Executor) that trains each run as a Ray task.
 
     `address`: an existing cluster to join (`ray://head:10001`, `auto`, `host:6379`); None starts a local
@@ -62,7 +64,7 @@ def ray_executor(address: str | None, cpus_per_run: float | None = None) -> Exec
         try:
             recorder = start_recorder(ray, store_path)
             try:
-                _drive(ray, runs, recorder, registry, reporter, cpus)
+                _drive(ray, runs, recorder, registry, reporter, cpus, gpus_per_run)
             finally:
                 ray.get(recorder.close.remote())
                 ray.kill(recorder)
@@ -105,10 +107,12 @@ def _connect(ray: Any, address: str | None) -> bool:
     return True
 
 
-def _task_options(ray: Any, cpus: float) -> dict[str, Any]:
+def _task_options(ray: Any, cpus: float, gpus: float | None = None) -> dict[str, Any]:
     # max_retries=0: Ray would rerun a task whose worker died, recording the same run twice.
     options: dict[str, Any] = {"num_cpus": cpus, "max_retries": 0}
-    if ray.cluster_resources().get("GPU", 0) > 0:
+    if gpus is not None:  # --gpus-per-run, fractional (0.25: four runs share a GPU)
+        options["num_gpus"] = gpus
+    elif ray.cluster_resources().get("GPU", 0) > 0:
         options["num_gpus"] = 1
     return options
 
@@ -120,11 +124,17 @@ def _plugin_selection(registry: Any) -> tuple[list[str], bool]:
 
 
 def _drive(
-    ray: Any, runs: list[PlannedRun], recorder: Any, registry: Any, reporter: SweepReporter, cpus: float
+    ray: Any,
+    runs: list[PlannedRun],
+    recorder: Any,
+    registry: Any,
+    reporter: SweepReporter,
+    cpus: float,
+    gpus: float | None = None,
 ) -> None:
     """Submit every run, then report each outcome as its task completes, in completion order."""
     blocked, autoload = _plugin_selection(registry)
-    task = ray.remote(train_task).options(**_task_options(ray, cpus))
+    task = ray.remote(train_task).options(**_task_options(ray, cpus, gpus))
     pending: dict[Any, tuple[PlannedRun, str, float]] = {}  # task -> (run, its ticket, submitted)
     try:
         for number, planned in enumerate(runs):

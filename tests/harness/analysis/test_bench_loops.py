@@ -8,7 +8,7 @@ import torch
 
 from harness.analysis import bench_loops
 from harness.analysis.bench import BenchSettings, bench_config
-from harness.analysis.bench_loops import HarnessLoop, NaiveLoop, sync
+from harness.analysis.bench_loops import BareLoop, HarnessLoop, NaiveLoop, sync
 from harness.plugins import load_plugins
 from harness.training import loop as training_loop
 from harness.training.distributed import SINGLE
@@ -81,3 +81,21 @@ def test_harness_loop_img_s_is_the_images_seen_over_the_seconds(monkeypatch):
     harness = HarnessLoop(resolved, prepare_on_device(resolved, SINGLE))
     monkeypatch.setattr(bench_loops, "train_one_epoch", lambda *args: (0.5, 40, 2.0))
     assert harness.epoch() == pytest.approx(20.0) and harness.epochs == 1
+
+
+@pytest.mark.parametrize("arch", ["unet", "unetpp"])  # unetpp: deep supervision, a list of outputs
+def test_bare_loop_is_forward_backward_step_on_one_pre_made_batch(arch, monkeypatch):
+    settings = (*TINY, "arch.params.deep_supervision=true") if arch == "unetpp" else TINY
+    resolved = bench_config(arch, BenchSettings(batch_size=4, settings=settings), load_plugins())
+    prep = prepare_on_device(resolved, SINGLE)
+    bare = BareLoop(resolved, prep, prep.model, steps=2)
+    # the harness's memory format and its fused AdamW; the batch made once, before the clock
+    assert bare.x.is_contiguous(memory_format=torch.channels_last) and bare.x.dtype == torch.float32
+    assert bare.x.shape == (4, 1, 64, 128) and bare.target.dtype == torch.int64
+    assert bare.optimizer.defaults["fused"] and bare.amp_dtype is prep.amp_dtype
+    augmented = []
+    monkeypatch.setattr(bench_loops, "train_one_epoch", lambda *a: augmented.append(a))
+    before = {k: v.detach().clone() for k, v in prep.model.state_dict().items()}
+    assert bare.epoch() > 0 and not augmented  # nothing of the harness's epoch
+    assert any(not torch.equal(v, before[k]) for k, v in prep.model.state_dict().items())
+    assert torch.isfinite(bare.loss())

@@ -11,7 +11,7 @@ import pytest
 from harness.cli import sweep as sweep_cli
 from harness.cli.app import build_parser
 from harness.sweep.local import Outcome, SweepResult
-from tests_support import TINY_ARGS, run_cli
+from tests_support import TINY_ARGS, assert_bad_input, run_cli
 
 GRID = ["--arch", "unet,attunet", "--loss", "ce,dice", "--balancer", "none,classweights"]
 TINY = TINY_ARGS  # the tiny run of tests_support; --no-progress suits a sweep too
@@ -151,3 +151,32 @@ def test_address_without_ray_is_one_line_before_anything_runs(capsys, store_path
     assert code == 2 and out == ""
     assert err.strip() == "harness: error: --address joins a Ray cluster; it needs --executor ray"
     assert not store_path.exists()
+
+
+@pytest.mark.parametrize(
+    "flags, match",
+    [
+        (["--jobs", "0"], "--jobs"),
+        (["--jobs", "two"], "--jobs"),
+        (["--cpus-per-run", "2"], "--cpus-per-run"),
+        (["--gpus-per-run", "0.25"], "--gpus-per-run"),
+        (["--executor", "ray", "--jobs", "2"], "--jobs"),
+        (["--executor", "ray", "--gpus-per-run", "-1"], "--gpus-per-run"),
+    ],
+)
+def test_bad_packing_flags_are_one_line_and_write_no_store(flags, match, capsys, store_path):
+    assert_bad_input(capsys, store_path, "sweep", "--arch", "unet", *flags, match=match)
+
+
+def test_jobs_picks_the_executor(monkeypatch):
+    from harness.sweep import packed
+
+    parser = build_parser()
+    monkeypatch.setattr(packed, "cpu_cores", lambda: 8)
+    monkeypatch.setattr(sweep_cli, "auto_jobs", lambda device, runs: 2)
+    made = []
+    monkeypatch.setattr(sweep_cli, "packed_executor", lambda jobs: made.append(jobs) or "packed")
+    assert sweep_cli.pick_executor(parser.parse_args(["sweep"]), 4) is sweep_cli.local_executor
+    assert sweep_cli.pick_executor(parser.parse_args(["sweep", "--jobs", "3"]), 4) == "packed"
+    assert sweep_cli.pick_executor(parser.parse_args(["sweep", "--jobs", "auto"]), 4) == "packed"
+    assert made == [3, 2]
