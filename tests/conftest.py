@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import signal
 import textwrap
 
 import pytest
@@ -22,6 +23,16 @@ def _no_user_store(monkeypatch):
     monkeypatch.delenv("HARNESS_STORE", raising=False)
     monkeypatch.delenv("HARNESS_DISABLE_PLUGIN_AUTOLOAD", raising=False)
     monkeypatch.delenv("HARNESS_PLUGINS", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored():
+    """A stopped command leaves SIGINT and SIGTERM ignored (its process is on its way out); in the test
+    process that would leak into later tests (a Ctrl-C test that never raises), so each test's are undone."""
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in before.items():
+        signal.signal(signum, handler)
 
 
 @pytest.fixture

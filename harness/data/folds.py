@@ -2,12 +2,11 @@
 
 `fold_assignment` gives every labelled image a fold in 0..K-1, seeded, so that (a) no group ever has
 images in two folds and (b) every fold holds its share of the images containing the rarest present
-foreground class. It is stratified group K-fold done greedily, the way scikit-learn's
-`StratifiedGroupKFold` does it: groups in a seeded random order, those holding the rare class first and
-the largest first, each to the fold that most lacks the rare class (then images). One rare class and not
-an iterative multilabel stratification: on AN2DL the classes other than big rock are in most images, so
-the rarest one is the only class a random fold can miss, and a single label keeps the algorithm short and
-exact about groups. (scikit-learn is not a dependency of the harness; this is ~30 lines.)
+foreground class. It is scikit-learn's `StratifiedGroupKFold` (shuffled, seeded) with one label per
+image: whether it holds the rarest class. Without groups every image is its own group, which makes it a
+stratified K-fold. One rare class and not an iterative multilabel stratification: on AN2DL the classes
+other than big rock are in most images, so the rarest one is the only class a random fold can miss, and a
+single binary label is what StratifiedGroupKFold stratifies exactly while keeping groups whole.
 
 `run_split` is what a run uses: the val_fraction split (`harness.data.splits.split`) when there are
 neither folds nor groups, otherwise the fold (with groups and no folds: fold 0 of round(1/val_fraction)).
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.model_selection import StratifiedGroupKFold
 
 from harness.data.dataset import SegmentationData
 from harness.data.splits import class_presence, split
@@ -73,23 +73,11 @@ def fold_assignment(
             f"{source}: {folds} folds but only {int(rare.sum())} images hold the rarest class {cls}; "
             f"use at most --folds {int(rare.sum())} so that every fold can hold it"
         )
-    sizes = np.bincount(gid, minlength=n_groups)
-    rare_per_group = np.bincount(gid, weights=rare, minlength=n_groups)
-    order = np.random.default_rng(seed).permutation(n_groups)
-    # Stable sorts on the shuffled order: rare-class groups first, largest first, ties in seeded order.
-    order = order[np.argsort(-sizes[order], kind="stable")]
-    order = order[np.argsort(-rare_per_group[order], kind="stable")]
-    fold_rare, fold_size = np.zeros(folds), np.zeros(folds)
-    group_fold = np.empty(n_groups, dtype=np.int64)
-    for g in order:
-        # The fold with the fewest rare images, then the fewest images, then the lowest number.
-        best = int(
-            np.lexsort((np.arange(folds), fold_size, fold_rare if rare_per_group[g] else fold_size))[0]
-        )
-        group_fold[g] = best
-        fold_rare[best] += rare_per_group[g]
-        fold_size[best] += sizes[g]
-    assignment = group_fold[gid]
+    # Folds of the rare-class label, groups kept whole; the split only reads the labels, not the images.
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed % 2**32)
+    assignment = np.empty(total, dtype=np.int64)
+    for fold, (_, val_rows) in enumerate(splitter.split(np.zeros((total, 1)), rare.astype(np.int64), gid)):
+        assignment[val_rows] = fold
     empty = [f for f in range(folds) if not (assignment == f).any()]
     if empty:
         raise DataError(f"{source}: the groups leave fold {empty[0]} of {folds} empty; use fewer folds")

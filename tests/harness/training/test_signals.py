@@ -18,15 +18,6 @@ from harness.training.signals import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _handlers_restored():
-    """A stop leaves both signals ignored (the process is on its way out): put the test process's back."""
-    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for signum, handler in before.items():
-        signal.signal(signum, handler)
-
-
 def test_sigterm_raises_terminated_a_keyboard_interrupt():
     with pytest.raises(Terminated), stop_signals():
         os.kill(os.getpid(), signal.SIGTERM)
