@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.model_selection import StratifiedGroupKFold
 
 from harness.data.dataset import SegmentationData
 from harness.data.splits import class_presence, split
@@ -73,6 +72,9 @@ def fold_assignment(
             f"{source}: {folds} folds but only {int(rare.sum())} images hold the rarest class {cls}; "
             f"use at most --folds {int(rare.sum())} so that every fold can hold it"
         )
+    # Imported here: sklearn.model_selection takes ~0.75 s and pulls pandas in, which only fold runs need.
+    from sklearn.model_selection import StratifiedGroupKFold
+
     # Folds of the rare-class label, groups kept whole; the split only reads the labels, not the images.
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed % 2**32)
     assignment = np.empty(total, dtype=np.int64)
