@@ -9,6 +9,7 @@ trained twice.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,6 +72,30 @@ class SweepReporter:
         return None if self.progress is None else self.progress.run_bar
 
 
+def outcome_fields(train: Callable[[], Any]) -> dict[str, Any]:
+    """What became of `train()` (a call of `harness.training.run.execute`) as the fields of its Outcome.
+
+    Every executor trains through this, in its own process: skipped when another sweep holds the claim,
+    failed (the error's first line; execute recorded it if it got that far) so that the sweep goes on.
+    KeyboardInterrupt propagates: the executor reports the run interrupted and stops.
+    """
+    started = time.monotonic()
+    try:
+        result = train()
+    except RunClaimed as exc:  # another sweep on this store finished it or is training it now
+        return {"status": "skipped", "error": str(exc), "seconds": time.monotonic() - started}
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return {"status": "failed", "error": message, "seconds": time.monotonic() - started}
+    return {
+        "status": result.status,
+        "run_id": result.run_id,
+        "miou": result.miou,
+        "error": result.error,
+        "seconds": time.monotonic() - started,
+    }
+
+
 def local_executor(runs: list[PlannedRun], store_path: Path, registry: Any, reporter: SweepReporter) -> None:
     """Train the runs one after another in this process (the default executor)."""
     from harness.training.run import execute
@@ -78,34 +103,16 @@ def local_executor(runs: list[PlannedRun], store_path: Path, registry: Any, repo
     for planned in runs:
         reporter.started(planned)
         started = time.monotonic()
+        progress = reporter.run_progress() or False
         try:
-            result = execute(
-                planned.resolved,
-                store_path,
-                registry,
-                progress=reporter.run_progress() or False,
-                exclusive=True,
+            train = functools.partial(
+                execute, planned.resolved, store_path, registry, progress=progress, exclusive=True
             )
-        except RunClaimed as exc:  # another sweep on this store finished it or is training it now
-            reporter.finished(Outcome(planned, "skipped", error=str(exc), seconds=time.monotonic() - started))
-            continue
+            fields = outcome_fields(train)
         except KeyboardInterrupt:
             reporter.finished(Outcome(planned, "interrupted", seconds=time.monotonic() - started))
             raise
-        except Exception as exc:  # recorded as failed by execute (if it got that far); the sweep goes on
-            message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            reporter.finished(Outcome(planned, "failed", error=message, seconds=time.monotonic() - started))
-            continue
-        reporter.finished(
-            Outcome(
-                planned,
-                result.status,
-                run_id=result.run_id,
-                miou=result.miou,
-                error=result.error,
-                seconds=time.monotonic() - started,
-            )
-        )
+        reporter.finished(Outcome(planned, **fields))
 
 
 def run_sweep(

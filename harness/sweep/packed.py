@@ -19,6 +19,7 @@ SIGINT or SIGTERM to the sweep: the driver sends SIGTERM to every worker; each r
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import queue
@@ -31,7 +32,7 @@ from typing import Any
 from harness.errors import ConfigError
 from harness.plugins import AUTOLOAD_ENV
 from harness.store import RunStore
-from harness.sweep.local import Executor, Outcome, SweepReporter
+from harness.sweep.local import Executor, Outcome, SweepReporter, outcome_fields
 from harness.sweep.plan import PlannedRun
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -236,24 +237,11 @@ def worker_main(tasks, results, store_path: str, blocked, autoload: bool, thread
 
 def train_one(resolved, expected_hash: str, store_path: str, registry) -> dict[str, Any]:
     """One run in a worker: the fields of its Outcome (KeyboardInterrupt propagates)."""
-    from harness.store import RunClaimed
     from harness.training.run import execute
 
-    started = time.monotonic()
     if resolved.hash != expected_hash:  # the driver's skip logic relies on the same hash
         error = f"the configuration resolves to hash {resolved.hash} in the worker, {expected_hash} here"
         return {"status": "failed", "error": error}
-    try:
-        result = execute(resolved, store_path, registry, progress=False, exclusive=True)
-    except RunClaimed as exc:  # another sweep on this store finished it or is training it now
-        return {"status": "skipped", "error": str(exc), "seconds": time.monotonic() - started}
-    except Exception as exc:  # recorded as failed by execute (if it got that far); the sweep goes on
-        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        return {"status": "failed", "error": message, "seconds": time.monotonic() - started}
-    return {
-        "status": result.status,
-        "run_id": result.run_id,
-        "miou": result.miou,
-        "error": result.error,
-        "seconds": time.monotonic() - started,
-    }
+    return outcome_fields(
+        functools.partial(execute, resolved, store_path, registry, progress=False, exclusive=True)
+    )

@@ -27,7 +27,7 @@ from typing import Any
 from harness.errors import ConfigError, HarnessError
 from harness.plugins import AUTOLOAD_ENV
 from harness.store import RunStore
-from harness.sweep.local import Executor, Outcome, SweepReporter
+from harness.sweep.local import Executor, Outcome, SweepReporter, outcome_fields
 from harness.sweep.plan import PlannedRun
 from harness.sweep.recorder import RemoteStore, start_recorder
 
@@ -178,11 +178,9 @@ def train_task(
     the store); returns the fields of its Outcome (never raises for a failed run)."""
     from harness.config import RunConfig, resolve
     from harness.plugins import load_plugins
-    from harness.store import RunClaimed
     from harness.training.run import execute
 
-    started = time.monotonic()
-    try:
+    def train():
         registry = load_plugins(blocked=blocked, autoload=autoload)
         resolved = resolve(RunConfig.model_validate(config), registry)
         if resolved.hash != expected_hash:
@@ -192,16 +190,6 @@ def train_task(
             )
         with tempfile.TemporaryDirectory(prefix="harness-ray-") as scratch:  # the run folder until it ends
             store = RemoteStore(recorder, ticket, Path(scratch))
-            result = execute(resolved, store, registry, progress=False, exclusive=True)
-    except RunClaimed as exc:  # another sweep on this store finished it or is training it now
-        return {"status": "skipped", "error": str(exc), "seconds": time.monotonic() - started}
-    except Exception as exc:  # recorded as failed by execute (if it got that far); the sweep goes on
-        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        return {"status": "failed", "error": message, "seconds": time.monotonic() - started}
-    return {
-        "status": result.status,
-        "run_id": result.run_id,
-        "miou": result.miou,
-        "error": result.error,
-        "seconds": time.monotonic() - started,
-    }
+            return execute(resolved, store, registry, progress=False, exclusive=True)
+
+    return outcome_fields(train)

@@ -149,3 +149,26 @@ def tiny_plan():
     settings = ["data.folds=5", "train.epochs=1", "train.batch_size=8", "train.eval_batch_size=16"]
     params = {"arch": ["width=4", "depth=2"], "loss": [], "balancer": [], "data": ["n=24", "test_n=3"]}
     return plan({}, load_plugins(), settings=settings, plugin_params=params)
+
+
+def test_every_executor_turns_what_execute_did_into_an_outcome_the_same_way():
+    from types import SimpleNamespace
+
+    from harness.store import RunClaimed
+    from harness.sweep.local import outcome_fields
+
+    def claimed():
+        raise RunClaimed("seed 0 is already running as run r1")
+
+    def broken():
+        raise ValueError("bad shape\nthe rest of a long message")
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    ran = SimpleNamespace(status="finished", run_id="r2", miou=0.5, error=None)
+    assert outcome_fields(lambda: ran).items() >= {"status": "finished", "run_id": "r2", "miou": 0.5}.items()
+    assert outcome_fields(claimed)["status"] == "skipped"
+    assert outcome_fields(broken)["error"] == "ValueError: bad shape"  # one line: the sweep's summary
+    with pytest.raises(KeyboardInterrupt):  # the executor reports it interrupted and stops the sweep
+        outcome_fields(interrupted)
