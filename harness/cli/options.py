@@ -22,6 +22,7 @@ from typing import Any
 from rich.console import Console
 
 from harness.config import Resolved, build_config, read_toml, resolve
+from harness.errors import HarnessError
 from harness.inference.tta import TTA_CHOICES
 from harness.plugins import Registry, load_plugins, parse_blocked
 from harness.training.signals import ending_at_once
@@ -129,6 +130,36 @@ def add_log_options(p: argparse.ArgumentParser) -> None:
         help="where loggers write: DIR/<run_id>/ (csv, tensorboard) and DIR/mlruns (mlflow, unless "
         "MLFLOW_TRACKING_URI is set); default the run's directory and the store's (log.dir)",
     )
+
+
+def add_ray_options(p: argparse.ArgumentParser, what: str) -> None:
+    """--executor, --address, --cpus-per-run and --gpus-per-run; `what`: what a task trains (run, trial)."""
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help=f"local (default): one {what} after another here; ray: each {what} a Ray task on any node, "
+        "recorded in this machine's store, its files sent back here (pip install 'segharness[ray]')",
+    )
+    p.add_argument("--address", help="Ray cluster to join (with --executor ray); default: start a local one")
+    p.add_argument("--cpus-per-run", type=float, help=f"--executor ray: CPUs of each {what}'s task (1)")
+    p.add_argument(
+        "--gpus-per-run", type=float, help=f"--executor ray: GPUs of each {what}'s task, e.g. 0.25 (1 if any)"
+    )
+
+
+def check_ray_options(args: argparse.Namespace) -> None:
+    """The Ray-only flags need --executor ray, and their sizes must be positive: HarnessError otherwise."""
+    given = [flag for flag in ("address", "cpus_per_run", "gpus_per_run") if getattr(args, flag) is not None]
+    if args.executor != "ray":
+        if given:
+            name = given[0].replace("_", "-")
+            does = "joins a Ray cluster" if name == "address" else "sizes Ray tasks"
+            raise HarnessError(f"--{name} {does}; it needs --executor ray")
+        return
+    for flag in ("cpus_per_run", "gpus_per_run"):
+        if getattr(args, flag) is not None and getattr(args, flag) <= 0:
+            raise HarnessError(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
 
 
 def flag_settings(args: argparse.Namespace) -> list[str]:

@@ -13,6 +13,8 @@ from harness.cli.options import (
     add_common,
     add_config_options,
     add_log_options,
+    add_ray_options,
+    check_ray_options,
     error_console,
     flag_settings,
     load_registry,
@@ -55,24 +57,13 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--dry-run", action="store_true", help="print the plan (what runs, what is skipped) and stop"
     )
-    p.add_argument(
-        "--executor",
-        choices=("local", "ray"),
-        default="local",
-        help="local (default): one run after another here; ray: each run a Ray task on any node, "
-        "recorded in this machine's store, its files sent back here (pip install 'segharness[ray]')",
-    )
-    p.add_argument("--address", help="Ray cluster to join (with --executor ray); default: start a local one")
+    add_ray_options(p, "run")
     p.add_argument(
         "--jobs",
         type=parse_jobs,
         default=1,
         help="train N runs at once here, each in a process with its share of the CPU cores (on one GPU, "
         "N processes share it); auto: 4 per GPU, else one per 4 cores (default 1: one after another)",
-    )
-    p.add_argument("--cpus-per-run", type=float, help="--executor ray: CPUs of each run's task (1)")
-    p.add_argument(
-        "--gpus-per-run", type=float, help="--executor ray: GPUs of each run's task, e.g. 0.25 (1 if any)"
     )
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")
     p.add_argument("--no-progress", action="store_true", help="no progress bars, one line per run")
@@ -93,8 +84,7 @@ def run(args: argparse.Namespace) -> int:
         plugin_params=plugin_params(args),
     )
     store_path = resolve_store_path(args.store)
-    if args.address and args.executor != "ray":
-        raise HarnessError("--address joins a Ray cluster; it needs --executor ray")
+    check_ray_options(args)
     if args.dry_run:
         return print_plan(describe_plan(runs, done_keys(store_path), registry), args.format)
     executor = pick_executor(args, len(runs))
@@ -108,18 +98,12 @@ def run(args: argparse.Namespace) -> int:
 
 def pick_executor(args: argparse.Namespace, runs: int):
     """The executor the flags ask for: Ray, N local worker processes, or one run after another here."""
-    ray_only = [flag for flag in ("cpus_per_run", "gpus_per_run") if getattr(args, flag) is not None]
     if args.executor == "ray":
         if args.jobs != 1:
             raise HarnessError("--jobs packs runs on this machine; with --executor ray use --cpus-per-run")
-        for flag in ray_only:
-            if getattr(args, flag) <= 0:
-                raise HarnessError(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
         from harness.sweep.ray_executor import ray_executor
 
         return ray_executor(args.address, args.cpus_per_run, args.gpus_per_run)
-    if ray_only:
-        raise HarnessError(f"--{ray_only[0].replace('_', '-')} sizes Ray tasks; it needs --executor ray")
     jobs = auto_jobs(args.device or "auto", runs) if args.jobs == "auto" else args.jobs
     return packed_executor(jobs) if jobs > 1 else local_executor
 

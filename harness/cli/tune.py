@@ -12,6 +12,8 @@ from harness.cli.options import (
     EXIT_FAILED,
     add_common,
     add_config_options,
+    add_ray_options,
+    check_ray_options,
     error_console,
     flag_settings,
     load_registry,
@@ -55,7 +57,7 @@ def add_parser(sub) -> None:
         description="Run an Optuna study (TPE sampler, median or Hyperband pruner on per-epoch validation "
         "mIoU) over the [tune.space] of --config FILE.toml. At the end: the ranked trials, the best trial's "
         "config as a ready --config TOML file, and the parameter importances as a table and a PNG. "
-        "--executor ray is not offered yet: trials run one after another here.",
+        "Trials run one after another here, or several at once as Ray tasks (--executor ray).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -67,6 +69,13 @@ def add_parser(sub) -> None:
         metavar="DIR",
         help="where the best config and the importances go; default tune/STUDY/ beside the store",
     )
+    add_ray_options(p, "trial")
+    p.add_argument(
+        "--parallel",
+        type=int,
+        help="--executor ray: trials in flight at once (default: as many as the cluster's CPUs hold at "
+        "--cpus-per-run each, or its GPUs at --gpus-per-run)",
+    )
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N, mps")
     p.add_argument("--top", type=int, default=10, help="how many trials the final table shows (default 10)")
 
@@ -76,6 +85,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("harness tune needs --config FILE.toml with a [tune] table (see --help)")
     if args.trials is not None and args.trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {args.trials}")
+    check_ray_options(args)
+    if args.parallel is not None and args.executor != "ray":
+        raise ConfigError("--parallel sets how many Ray trials run at once; it needs --executor ray")
+    if args.parallel is not None and args.parallel < 1:
+        raise ConfigError(f"--parallel must be at least 1, got {args.parallel}")
     try:
         from harness.tune.space import check_space, parse_tune
         from harness.tune.study import Tuning, run_study, storage_path
@@ -97,7 +111,19 @@ def run(args: argparse.Namespace) -> int:
     store_path = resolve_store_path(args.store)
     tuning = Tuning(settings, space, base, registry, store_path, flags, params, on_trial=trial_line)
     print(f"study {settings.study!r} in {storage_path(store_path)} (runs in {store_path})")
-    study = run_study(tuning, trials=args.trials)
+    if args.executor == "ray":
+        from harness.tune.ray_trials import run_study_on_ray
+
+        study = run_study_on_ray(
+            tuning,
+            trials=args.trials,
+            address=args.address,
+            cpus=args.cpus_per_run,
+            gpus=args.gpus_per_run,
+            parallel=args.parallel,
+        )
+    else:
+        study = run_study(tuning, trials=args.trials)
     out = Path(args.out) if args.out else store_path.parent / "tune" / settings.study
     return summarise(study, store_path, out, registry, settings.metric, args.top)
 

@@ -5,42 +5,36 @@ harness.sweep.local's `run_sweep` exactly as for the local executor; Ray only de
 each run trains. A task gets the run's configuration as plain data, loads the plugins in its own
 process, resolves the configuration again (its hash must match the driver's, or the skip logic would
 lie) and calls `harness.training.run.execute` like any other run. The task is given no store path: it
-records into a `harness.sweep.recorder.RemoteStore`, which forwards every write to the sweep's one
+records into a `harness.cluster.recorder.RemoteStore`, which forwards every write to the sweep's one
 `Recorder`, an actor on the driver's node that owns the store, and sends the run's files home to the
 driver's run folder when the run ends. So workers may be on any machine of the cluster.
 
-Resources: one GPU per run when the cluster has GPUs, otherwise `HARNESS_RAY_CPUS_PER_RUN` CPUs (default
-1) per run; Ray queues what does not fit. A task whose worker or node dies is recorded 'interrupted' with
-Ray's reason (a rerun trains it again). Ctrl-C cancels the outstanding tasks (a run in progress records
-itself as interrupted) and re-raises.
+Resources (harness.cluster.session): one GPU per run when the cluster has GPUs, otherwise
+`HARNESS_RAY_CPUS_PER_RUN` CPUs (default 1) per run; Ray queues what does not fit. A task whose worker
+or node dies is recorded 'interrupted' with Ray's reason (a rerun trains it again). Ctrl-C cancels the
+outstanding tasks (a run in progress records itself as interrupted) and re-raises.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from harness.errors import ConfigError, HarnessError
-from harness.plugins import AUTOLOAD_ENV
+from harness.cluster.recorder import RemoteStore, start_recorder
+from harness.cluster.session import connect, cpus_per_run, import_ray, plugin_selection, task_options
+from harness.errors import HarnessError
 from harness.store import RunStore
 from harness.sweep.local import Executor, Outcome, SweepReporter, outcome_fields
 from harness.sweep.plan import PlannedRun
-from harness.sweep.recorder import RemoteStore, start_recorder
 
-RAY_MISSING = "--executor ray needs ray: pip install 'segharness[ray]'"
-CPUS_ENV = "HARNESS_RAY_CPUS_PER_RUN"
 # How long Ctrl-C waits for cancelled runs to record themselves as interrupted before the driver leaves.
 CANCEL_GRACE_S = 10.0
-# Tasks carry a config and return a small dict: the local instance needs little shared memory.
-LOCAL_OBJECT_STORE_BYTES = 256 * 2**20
 
 
 def ray_executor(
-    address: str | None, cpus_per_run: float | None = None, gpus_per_run: float | None = None
+    address: str | None, cpus: float | None = None, gpus_per_run: float | None = None
 ) -> Executor:
     """An executor (see harness.sweep.local.Executor) that trains each run as a Ray task.
 
@@ -48,11 +42,8 @@ def ray_executor(
     Ray instance sized to this machine for the sweep and stops it afterwards. A missing ray package is a
     HarnessError here, before anything runs.
     """
-    try:
-        import ray
-    except ImportError:
-        raise HarnessError(RAY_MISSING) from None
-    cpus = _cpus_per_run(cpus_per_run)
+    ray = import_ray()
+    cpus = cpus_per_run(cpus)
 
     def execute_runs(runs: list[PlannedRun], store_path: Path, registry: Any, reporter: SweepReporter):
         if not runs:
@@ -60,7 +51,7 @@ def ray_executor(
         # Created (schema and WAL mode) here, so a bad store is refused before Ray starts.
         store_path = Path(store_path).expanduser().resolve()
         RunStore(store_path).close()
-        started_ray = _connect(ray, address)
+        started_ray = connect(ray, address)
         try:
             recorder = start_recorder(ray, store_path)
             try:
@@ -75,54 +66,6 @@ def ray_executor(
     return execute_runs
 
 
-def _cpus_per_run(given: float | None) -> float:
-    raw = given if given is not None else os.environ.get(CPUS_ENV, "1")
-    try:
-        cpus = float(raw)
-    except ValueError:
-        cpus = -1.0
-    if cpus <= 0:
-        raise ConfigError(f"{CPUS_ENV} must be a positive number of CPUs per run, got {raw!r}")
-    return cpus
-
-
-def _connect(ray: Any, address: str | None) -> bool:
-    """Join `address` or start a local instance; False when this process was already connected."""
-    if ray.is_initialized():
-        return False
-    if address is not None:
-        ray.init(address=address, logging_level=logging.WARNING)
-        return True
-    import torch
-
-    ray.init(
-        num_cpus=os.cpu_count() or 1,
-        num_gpus=torch.cuda.device_count(),
-        object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-        include_dashboard=False,
-        log_to_driver=False,  # the runs are silent; their outcomes come back as results
-        logging_level=logging.WARNING,
-        ignore_reinit_error=True,
-    )
-    return True
-
-
-def _task_options(ray: Any, cpus: float, gpus: float | None = None) -> dict[str, Any]:
-    # max_retries=0: Ray would rerun a task whose worker died, recording the same run twice.
-    options: dict[str, Any] = {"num_cpus": cpus, "max_retries": 0}
-    if gpus is not None:  # --gpus-per-run, fractional (0.25: four runs share a GPU)
-        options["num_gpus"] = gpus
-    elif ray.cluster_resources().get("GPU", 0) > 0:
-        options["num_gpus"] = 1
-    return options
-
-
-def _plugin_selection(registry: Any) -> tuple[list[str], bool]:
-    """The `-p no:NAME` names and the autoload switch the driver loaded its plugins with."""
-    blocked = [name for name, plugin in registry.manager.list_name_plugin() if plugin is None]
-    return blocked, not os.environ.get(AUTOLOAD_ENV)
-
-
 def _drive(
     ray: Any,
     runs: list[PlannedRun],
@@ -133,8 +76,8 @@ def _drive(
     gpus: float | None = None,
 ) -> None:
     """Submit every run, then report each outcome as its task completes, in completion order."""
-    blocked, autoload = _plugin_selection(registry)
-    task = ray.remote(train_task).options(**_task_options(ray, cpus, gpus))
+    blocked, autoload = plugin_selection(registry)
+    task = ray.remote(train_task).options(**task_options(ray, cpus, gpus))
     pending: dict[Any, tuple[PlannedRun, str, float]] = {}  # task -> (run, its ticket, submitted)
     try:
         for number, planned in enumerate(runs):

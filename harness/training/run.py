@@ -112,7 +112,7 @@ def execute(
 
 def _opened(store: str | Path | Any) -> Any:
     """A path opens the RunStore there; anything else is a store-like recorder used as given (a Ray
-    worker's `harness.sweep.recorder.RemoteStore`, which forwards every write to the driver's store)."""
+    worker's `harness.cluster.recorder.RemoteStore`, which forwards every write to the driver's store)."""
     return RunStore(store) if isinstance(store, str | Path) else store
 
 

@@ -72,7 +72,11 @@ def open_study(
     # Seeded by the trials so far: a resumed study's random startup trials would otherwise draw the very
     # points the first session drew (the seed restarts the sampler's stream).
     seed = settings.seed + len(study.get_trials(deepcopy=False))
-    study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=settings.startup_trials)
+    # constant_liar: trials running at once (--executor ray) count as bad points while they run, so TPE
+    # does not ask for the same point again (Optuna 5's default, said here because Ray depends on it).
+    study.sampler = optuna.samplers.TPESampler(
+        seed=seed, n_startup_trials=settings.startup_trials, constant_liar=True
+    )
     return study
 
 
@@ -124,26 +128,39 @@ def counted(study: optuna.Study) -> int:
 
 
 class TrialHook:
-    """The plugin registered for one trial: names its run, reports its epochs, prunes it."""
+    """The plugin registered for one trial's run: names its run, reports its epochs, prunes it.
 
-    def __init__(self, trial: optuna.Trial, metric: str):
-        self.trial = trial
-        self.key = METRIC_KEYS[metric][0]
+    `started(run_id)` and `report(value, epoch) -> prune?` reach the trial: directly here (`local_hook`),
+    through the driver's keeper actor on Ray (harness.tune.ray_trials).
+    """
+
+    def __init__(self, study: str, metric: str, started, report):
+        self.study, self.key = study, METRIC_KEYS[metric][0]
+        self.started, self.report = started, report
 
     @hookimpl
     def harness_run_start(self, run) -> None:
-        self.trial.set_user_attr("run_id", run.run_id)
+        self.started(run.run_id)
 
     @hookimpl
     def harness_epoch_end(self, run, epoch: int, values: dict[str, Any]) -> None:
         value = values.get(self.key)
         if value is None:
             return
-        self.trial.report(value, epoch)
-        if self.trial.should_prune():
-            raise Pruned(
-                f"pruned by study {self.trial.study.study_name} at epoch {epoch} (val mIoU {value:.4f})"
-            )
+        if self.report(value, epoch):
+            raise Pruned(f"pruned by study {self.study} at epoch {epoch} (val mIoU {value:.4f})")
+
+
+def local_hook(trial: optuna.Trial, metric: str) -> TrialHook:
+    """The hook of a trial trained in this process."""
+
+    def report(value: float, epoch: int) -> bool:
+        trial.report(value, epoch)
+        return trial.should_prune()
+
+    return TrialHook(
+        trial.study.study_name, metric, lambda run_id: trial.set_user_attr("run_id", run_id), report
+    )
 
 
 class TrialFailed(Exception):
@@ -163,19 +180,28 @@ class Tuning:
     plugin_params: dict
     on_trial: Any = None  # called with each finished FrozenTrial (the CLI prints a line)
 
-    def objective(self, trial: optuna.Trial) -> float:
-        trial.set_user_attr("owner", process_owner())
-        values = {p.name: p.suggest(trial) for p in self.space}
+    def resolve(self, values: dict[str, Any]):
+        """The resolved config of a trial with `values`: the base, the values, the flags, the trial's
+        time budget."""
         flags = list(self.flags)
         if self.settings.trial_minutes is not None:
             flags.append(f"train.max_minutes={self.settings.trial_minutes}")
+        return resolve_trial(self.base, values, self.registry, flags, self.plugin_params)
+
+    def epochs(self) -> int:
+        """The trials' epoch limit (what Hyperband sizes its brackets by)."""
+        return resolve_trial(self.base, {}, self.registry, self.flags, self.plugin_params).config.train.epochs
+
+    def objective(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr("owner", process_owner())
+        values = {p.name: p.suggest(trial) for p in self.space}
         try:
-            resolved = resolve_trial(self.base, values, self.registry, flags, self.plugin_params)
+            resolved = self.resolve(values)
         except Exception as exc:  # a combination the plugins refuse (each value alone was checked)
             trial.set_user_attr("status", "failed")
             trial.set_user_attr("error", str(exc))
             raise
-        hook = TrialHook(trial, self.settings.metric)
+        hook = local_hook(trial, self.settings.metric)
         name = f"tune-{self.settings.study}-{trial.number}"
         self.registry.manager.register(hook, name=name)
         try:
@@ -200,19 +226,21 @@ class Tuning:
         return float(result.metrics[METRIC_KEYS[self.settings.metric][1]])
 
 
+def remaining_trials(study: optuna.Study, settings: TuneSettings, trials: int | None) -> int | None:
+    """How many trials are left to reach `trials` (default `[tune] trials`); None: no limit (a budget)."""
+    target = trials if trials is not None else settings.trials
+    return None if target is None else max(target - counted(study), 0)
+
+
 def run_study(
     tuning: Tuning, *, trials: int | None = None, pruner: optuna.pruners.BasePruner | None = None
 ) -> optuna.Study:
     """Run the study until it has `trials` counted trials (default `[tune] trials`) or `budget_minutes`
     pass; a failing trial does not stop it, Ctrl-C does (after recording the trial interrupted)."""
     settings = tuning.settings
-    epochs = resolve_trial(
-        tuning.base, {}, tuning.registry, tuning.flags, tuning.plugin_params
-    ).config.train.epochs
-    study = open_study(settings, tuning.store_path, pruner or make_pruner(settings, epochs))
+    study = open_study(settings, tuning.store_path, pruner or make_pruner(settings, tuning.epochs()))
     requeue_stopped(study)
-    target = trials if trials is not None else settings.trials
-    remaining = None if target is None else max(target - counted(study), 0)
+    remaining = remaining_trials(study, settings, trials)
     if remaining == 0:
         return study
     callbacks = [] if tuning.on_trial is None else [lambda _study, trial: tuning.on_trial(trial)]

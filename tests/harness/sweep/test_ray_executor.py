@@ -8,7 +8,7 @@ import sys
 
 import ray
 
-from harness.sweep.ray_executor import RAY_MISSING
+from harness.cluster.session import RAY_MISSING
 from tests_support import TINY_ARGS, run_cli
 
 RAY = ["--executor", "ray", "--format", "json"]
@@ -72,19 +72,3 @@ def test_missing_ray_is_one_line(capsys, store_path, monkeypatch):
     # the distribution's name: `harness` on the package index is somebody else's project
     assert "pip install 'segharness[ray]'" in RAY_MISSING
     assert not store_path.exists()
-
-
-def test_fractional_resources_per_run_reach_the_task_options():
-    from harness.sweep import ray_executor
-
-    class FakeRay:
-        def __init__(self, gpus):
-            self.gpus = gpus
-
-        def cluster_resources(self):
-            return {"CPU": 8.0, "GPU": self.gpus}
-
-    options = ray_executor._task_options
-    assert options(FakeRay(1), 0.5, 0.25) == {"num_cpus": 0.5, "max_retries": 0, "num_gpus": 0.25}
-    assert options(FakeRay(1), 2) == {"num_cpus": 2, "max_retries": 0, "num_gpus": 1}
-    assert options(FakeRay(0), 1) == {"num_cpus": 1, "max_retries": 0}

@@ -21,13 +21,13 @@ import pytest
 import ray
 from ray.cluster_utils import Cluster
 
+from harness.cluster.recorder import Recorder, RemoteHeartbeat, inside
 from harness.errors import HarnessError
 from harness.plugins import load_plugins
 from harness.store import RunClaimed, RunStore
 from harness.sweep.local import run_sweep
 from harness.sweep.plan import plan
 from harness.sweep.ray_executor import ray_executor
-from harness.sweep.recorder import Recorder, RemoteHeartbeat, inside
 from tests_support import TINY_ARGS, TINY_CONFIG, integrity, query, run_cli, start_fields, tiny
 
 RAY = ["--executor", "ray", "--format", "json"]

@@ -1,4 +1,4 @@
-"""One writer for a Ray sweep: the driver's recorder, and the store-like proxy a worker's run records into.
+"""One writer for a Ray sweep or study: the driver's recorder, and the proxy a worker's run records into.
 
 With `--executor ray` no worker opens the run store. A task trains its run with the ordinary
 `harness.training.run.execute`, handing it a `RemoteStore` instead of a store path: an object with the
@@ -23,6 +23,7 @@ import threading
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from harness.cluster.session import on_driver
 from harness.errors import HarnessError
 from harness.store import RunStore, heartbeat_seconds
 
@@ -94,12 +95,7 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 def start_recorder(ray: Any, store_path: Path) -> Any:
     """Start the sweep's Recorder actor on this (the driver's) node, where `store_path` is."""
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    # num_cpus=0: the recorder must never wait for a slot the runs it records are holding.
-    actor = ray.remote(Recorder).options(num_cpus=0, max_restarts=0, scheduling_strategy=here)
-    return actor.remote(str(store_path))
+    return ray.remote(Recorder).options(**on_driver(ray)).remote(str(store_path))
 
 
 def run_files(folder: Path) -> dict[str, bytes]:
