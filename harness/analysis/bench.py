@@ -37,6 +37,7 @@ import torch
 
 from harness.analysis.bench_loops import BareLoop, HarnessLoop, NaiveLoop, sync
 from harness.analysis.memory import memory_in_use, peak_memory, release_freed_memory
+from harness.analysis.step_parts import time_parts
 from harness.config import Resolved, build_config, resolve
 from harness.inference.device import eval_batch_size, pick_device
 from harness.inference.scoring import Normalisation, score
@@ -60,6 +61,7 @@ class BenchSettings:
     infer_batch: int | None = None  # None: the validation batch the device runs fastest (eval_batch_size)
     device: str = "auto"
     compile: bool = False
+    parts: bool = False  # also time each part of the harness step against the bare step (step_parts)
     settings: tuple[str, ...] = ()  # extra --set assignments for the harness config
 
 
@@ -175,6 +177,12 @@ def bench_arch(
     on_step(f"{arch}: harness, peak memory")
     with peak_memory(prep.device, memory_before) as memory:  # an epoch of its own: not timed
         harness.epoch()
+    parts = None
+    if settings.parts:
+        model = copy.deepcopy(prep.model)
+        parts = time_parts(
+            resolved, prep, model, settings.steps, settings.repeats, lambda t: on_step(f"{arch}: {t}")
+        )
     on_step(f"{arch}: inference")
     infer_batch = settings.infer_batch or eval_batch_size(prep.device, "auto")
     infer = harness.infer_img_s(infer_batch, settings.repeats)
@@ -191,6 +199,7 @@ def bench_arch(
         "train_gflop_per_img": None if prep.gflops is None else 3 * prep.gflops,
         "peak_mem_mb": memory["mb"],
         "compile_s": compile_s,
+        **({} if parts is None else {"step_parts_ms": parts}),
         "amp_dtype": str(prep.amp_dtype).removeprefix("torch.") if prep.amp_dtype else "float32",
         "device": str(prep.device),
     }

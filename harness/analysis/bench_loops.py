@@ -121,13 +121,15 @@ class BareLoop:
             self.x, _ = pad_to_multiple(self.x, self.multiple)
             self.target = pad_masks(self.target, self.multiple, self.ignore_index)
 
-    def loss(self) -> torch.Tensor:
+    def loss(self, x: torch.Tensor | None = None, target: torch.Tensor | None = None) -> torch.Tensor:
+        """The plainest loss of a batch (default: the pre-made one; an instance-based model's padded)."""
+        x, target = (self.x, self.target) if x is None else (x, target)
         if self.resolved.arch.instance_based:
-            return sum(self.model(self.x, self.target).values())
-        out = forward_logits(self.model, self.x, self.multiple)
+            return sum(self.model(x, target).values())
+        out = forward_logits(self.model, x, self.multiple)
         outs = out if isinstance(out, list) else [out]
         cross_entropy = nn.functional.cross_entropy
-        losses = [cross_entropy(o.float(), self.target, ignore_index=self.ignore_index) for o in outs]
+        losses = [cross_entropy(o.float(), target, ignore_index=self.ignore_index) for o in outs]
         return sum(losses) / len(losses)
 
     def epoch(self) -> float:

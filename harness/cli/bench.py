@@ -41,6 +41,12 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--compile", action="store_true", help="torch.compile the harness model (time reported)")
+    p.add_argument(
+        "--parts",
+        action="store_true",
+        help="also time each part of the harness step (batch, schedule, loss, clipping) against the bare "
+        "step, alternating: milliseconds per step and the difference",
+    )
     add_set_option(p, "a config override for the harness path, e.g. --set augment.preset=standard")
     p.add_argument(
         "--parity",
@@ -176,6 +182,7 @@ def settings_from_args(args: argparse.Namespace) -> BenchSettings:
         infer_batch=args.infer_batch,
         device=args.device,
         compile=args.compile,
+        parts=args.parts,
         settings=tuple(args.settings),
     )
 
@@ -218,6 +225,26 @@ def print_table(result: dict) -> None:
         f"batch {s['batch_size']}, {s['steps']} timed steps x {s['repeats']} repeats per loop (median "
         f"\\[min-max]), data {s['data']}; MFU = harness img/s x 3 x GFLOPs/img / peak matmul FLOP/s"
     )
+    if s["parts"]:
+        print_parts(result)
+
+
+def print_parts(result: dict) -> None:
+    """--parts: ms per step of the bare step, each part added alone, and all of them, per architecture."""
+    rows = result["architectures"]
+    names = list(next(iter(rows.values()))["step_parts_ms"])
+    table = Table(
+        title="the harness step, part by part: ms per step (difference to bare)", title_justify="left"
+    )
+    table.add_column("arch")
+    for name in names:
+        table.add_column(name if name in ("bare", "all parts") else f"+ {name}", justify="right")
+    for arch, row in rows.items():
+        parts = row["step_parts_ms"]
+        cells = [f"{parts['bare']['ms']:.1f}"]
+        cells += [f"{parts[n]['ms']:.1f} ({parts[n]['over_bare_ms']:+.1f})" for n in names[1:]]
+        table.add_row(arch, *cells)
+    wide_console().print(table)
 
 
 def print_parity(result: dict) -> None:

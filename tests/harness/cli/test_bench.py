@@ -25,9 +25,10 @@ KEYS += ("params", "gflops", "peak_mem_mb", "bare_img_s_min", "bare_img_s_max")
 
 
 def test_bench_json_has_every_key_per_architecture(capsys):
-    assert main(["bench", "--arch", "unet", *TINY_BENCH, "--format", "json"]) == 0
+    assert main(["bench", "--arch", "unet", *TINY_BENCH, "--parts", "--format", "json"]) == 0
     result = json.loads(capsys.readouterr().out)
     row = result["architectures"]["unet"]
+    assert list(row["step_parts_ms"]) == ["bare", "batch", "schedule", "loss", "clip", "all parts"]
     for key in KEYS:
         assert key in row, key
     assert row["naive_img_s"] > 0 and row["harness_img_s"] > 0 and row["infer_img_s"] > 0
@@ -40,10 +41,11 @@ def test_bench_json_has_every_key_per_architecture(capsys):
 
 
 def test_bench_table_names_the_architecture_and_the_peak(capsys):
-    assert main(["bench", "--arch", "unet", *TINY_BENCH, "--warmup-steps", "0"]) == 0
+    assert main(["bench", "--arch", "unet", *TINY_BENCH, "--warmup-steps", "0", "--parts"]) == 0
     out = capsys.readouterr().out
     assert "unet" in out and "peak matmul" in out and "speedup" in out
     assert "bare img/s" in out and "harness / bare" in out
+    assert "part by part" in out and "+ clip" in out and "all parts" in out
 
 
 @pytest.mark.parametrize(
