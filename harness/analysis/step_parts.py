@@ -12,6 +12,8 @@ them alike, and each reports its median milliseconds per step and the difference
   instead of plain cross-entropy;
 - `clip`: gradient-norm clipping (`train.grad_clip`);
 - `all parts`: all four, which is the step of `train_one_epoch`.
+
+The order of the variants turns by one each repeat, so that no variant is always the first after a switch.
 """
 
 from __future__ import annotations
@@ -96,9 +98,13 @@ def time_parts(
     model.train()
     for chosen in variants.values():  # warm-up: allocator caches, the first batch of each shape
         parts.step(chosen)
+    names = list(variants)
     for repeat in range(repeats):
         on_step(f"step parts, repeat {repeat + 1}/{repeats}")
-        for name, chosen in variants.items():
+        # Each repeat starts one variant later: a drift within a repeat (the first variant after a switch,
+        # a neighbour's load) does not always fall on the same one.
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
+            chosen = variants[name]
             sync(prep.device)
             started = time.perf_counter()
             for _ in range(steps):

@@ -128,9 +128,11 @@ def importance_png(values: dict[str, float], path: Path, title: str) -> None:
     from matplotlib import pyplot as plt
 
     names = list(values)[::-1]
-    fig, ax = plt.subplots(figsize=(6, 0.4 * len(names) + 1.2))
-    ax.barh(names, [values[n] for n in names], color="#4c72b0")
-    ax.set_xlabel("importance (optuna.importance, shares summing to 1)")
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(names) + 1.2))
+    bars = ax.barh(names, [values[n] for n in names], color="#4c72b0")
+    ax.bar_label(bars, fmt="%.3f", padding=3)  # the table's figures, on the bars
+    ax.set_xlim(0, max(values.values(), default=0) * 1.15 or 1)
+    ax.set_xlabel("importance (Optuna; shares summing to 1)")
     ax.set_title(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
