@@ -17,14 +17,13 @@ outstanding tasks (a run in progress records itself as interrupted) and re-raise
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from harness.cluster.recorder import RemoteStore, start_recorder
+from harness.cluster.recorder import start_recorder
 from harness.cluster.session import connect, cpus_per_run, import_ray, plugin_selection, task_options
-from harness.errors import HarnessError
+from harness.cluster.worker import train_on_worker
 from harness.store import RunStore
 from harness.sweep.local import Executor, Outcome, SweepReporter, outcome_fields
 from harness.sweep.plan import PlannedRun
@@ -119,20 +118,8 @@ def train_task(
 ) -> dict[str, Any]:
     """One run inside a Ray worker, recorded through `recorder` (the driver's; this process never opens
     the store); returns the fields of its Outcome (never raises for a failed run)."""
-    from harness.config import RunConfig, resolve
-    from harness.plugins import load_plugins
-    from harness.training.run import execute
 
     def train():
-        registry = load_plugins(blocked=blocked, autoload=autoload)
-        resolved = resolve(RunConfig.model_validate(config), registry)
-        if resolved.hash != expected_hash:
-            raise HarnessError(
-                f"the configuration resolves to hash {resolved.hash} on this worker but "
-                f"{expected_hash} on the driver: install the same harness and plugins on every node"
-            )
-        with tempfile.TemporaryDirectory(prefix="harness-ray-") as scratch:  # the run folder until it ends
-            store = RemoteStore(recorder, ticket, Path(scratch))
-            return execute(resolved, store, registry, progress=False, exclusive=True)
+        return train_on_worker(config, expected_hash, recorder, ticket, blocked, autoload, exclusive=True)
 
     return outcome_fields(train)

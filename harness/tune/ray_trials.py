@@ -18,14 +18,13 @@ and, after Ctrl-C or a lost node, 'interrupted' trials that the next `tune` queu
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import optuna
 
-from harness.cluster.recorder import RemoteStore, start_recorder
+from harness.cluster.recorder import start_recorder
 from harness.cluster.session import (
     connect,
     cpus_per_run,
@@ -34,7 +33,8 @@ from harness.cluster.session import (
     plugin_selection,
     task_options,
 )
-from harness.errors import ConfigError, HarnessError
+from harness.cluster.worker import train_on_worker
+from harness.errors import ConfigError
 from harness.store import RunStore
 from harness.store.heartbeat import process_owner
 from harness.tune.space import Param, TuneSettings
@@ -118,23 +118,11 @@ def trial_task(
 ) -> dict[str, Any]:
     """One trial inside a Ray worker: (state, value, user attributes) of its end, never raising for a run
     that failed. `trial`: (study name, trial number, metric)."""
-    from harness.config import RunConfig, resolve
-    from harness.plugins import load_plugins
-    from harness.training.run import execute
-
     study, number, metric = trial
     try:
-        registry = load_plugins(blocked=blocked, autoload=autoload)
-        resolved = resolve(RunConfig.model_validate(config), registry)
-        if resolved.hash != expected_hash:
-            raise HarnessError(
-                f"the configuration resolves to hash {resolved.hash} on this worker but "
-                f"{expected_hash} on the driver: install the same harness and plugins on every node"
-            )
-        registry.manager.register(remote_hook(keeper, study, number, metric), name=f"tune-{study}-{number}")
-        with tempfile.TemporaryDirectory(prefix="harness-ray-") as scratch:  # the run folder until it ends
-            store = RemoteStore(recorder, f"trial-{number}", Path(scratch))
-            result = execute(resolved, store, registry, progress=False)
+        hook = remote_hook(keeper, study, number, metric)
+        ticket = f"trial-{number}"
+        result = train_on_worker(config, expected_hash, recorder, ticket, blocked, autoload, hook=hook)
     except Exception as exc:
         return {"state": "fail", "value": None, "attrs": {"status": "failed", "error": first_line(exc)}}
     attrs = {"status": result.status, "config_hash": expected_hash, "run_id": result.run_id}
