@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import read_toml
+from harness.config import RunConfig, read_toml, resolve
 from harness.plugins import load_plugins
 from harness.store import RunStore
 from harness.tune.space import check_space, parse_tune
@@ -87,13 +87,30 @@ def test_tune_needs_a_tune_file(capsys, tmp_path, store_path):
     assert_bad_input(capsys, store_path, "tune", "--config", str(plain), match="[tune] table")
 
 
-@pytest.mark.parametrize("name", ["tune-mars-10min.toml", "tune-mars-4epochs.toml"])
+EXAMPLES = Path(__file__).parents[3] / "examples"
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in EXAMPLES.glob("tune-*.toml")))
 def test_the_example_studies_are_valid(registry_for_examples, name):
-    tree = read_toml(Path(__file__).parents[3] / "examples" / name)
+    tree = read_toml(EXAMPLES / name)
     settings, space = parse_tune(tree)
     base = {k: v for k, v in tree.items() if k != "tune"}
     check_space(space, base, registry_for_examples, [], {})  # on the synthetic data: no Mars file needed
     assert settings.trials >= 30
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in EXAMPLES.glob("mars-*.toml")))
+def test_the_example_recipes_resolve_and_keep_what_they_say(registry_for_examples, name):
+    tree = read_toml(EXAMPLES / name)
+    resolved = resolve(RunConfig.model_validate(tree), registry_for_examples)  # synthetic data: no Mars file
+    if "4epochs" in name:
+        assert (resolved.config.train.epochs, resolved.config.train.max_minutes) == (4, None)
+    else:
+        assert resolved.config.train.max_minutes == 10
+
+
+def test_there_are_example_studies_and_recipes():
+    assert len(list(EXAMPLES.glob("tune-*.toml"))) >= 3 and len(list(EXAMPLES.glob("mars-*.toml"))) >= 3
 
 
 @pytest.fixture(scope="module")
